@@ -1,0 +1,182 @@
+// Composition root: config + injected dependencies -> running listeners, probes and metrics.
+// Everything with I/O or time (fetcher, node credentials, clock, logger, registry) can be injected.
+
+import { randomUUID } from 'node:crypto'
+import { Registry } from 'prom-client'
+import { CredentialCache } from './cache/credential-cache.js'
+import type { ServerConfig } from './config/server-config.js'
+import { describeConfig } from './config/server-config.js'
+import type { AgentMetrics } from './metrics/metrics.js'
+import { boundedCode, createMetrics } from './metrics/metrics.js'
+import {
+  createDefaultNodeCredentialsProvider,
+  preloadDefaultNodeCredentials,
+} from './node-credentials/default-chain.js'
+import { createRotatingSharedFileProvider } from './node-credentials/rotating-shared-file.js'
+import { createCredentialHandler } from './server/credential-handler.js'
+import { HostCheck } from './server/host-check.js'
+import type { BoundServer } from './server/listeners.js'
+import { bindCredentialListeners, closeServer, listen } from './server/listeners.js'
+import { createProbeHandler } from './server/probes.js'
+import { EksAuthClient } from './upstream/eks-auth-client.js'
+import { normalizeRegion, resolveEksAuthEndpoint } from './upstream/endpoint.js'
+import type { CredentialFetcher, NodeCredentialsProvider } from './upstream/types.js'
+import type { Clock } from './util/clock.js'
+import { systemClock } from './util/clock.js'
+import type { Logger } from './util/logger.js'
+import { createLogger } from './util/logger.js'
+import { VERSION } from './version.js'
+
+export interface AgentDeps {
+  clock?: Clock
+  logger?: Logger
+  registry?: Registry
+  /** Replaces the EKS Auth client entirely (tests of the cache/server). */
+  fetcher?: CredentialFetcher
+  /** The node's own credentials; default: AWS default chain (or the rotating shared file). */
+  nodeCredentials?: NodeCredentialsProvider
+  /** Default process metrics (CPU, memory, event loop). Default true. */
+  processMetrics?: boolean
+  /** Environment for endpoint resolution. Default process.env. */
+  env?: NodeJS.ProcessEnv
+}
+
+export interface Address {
+  host: string
+  port: number
+}
+
+export interface RunningAgent {
+  /** The credential listeners actually bound. */
+  listeners: Address[]
+  probe: Address
+  metricsServer: Address
+  /** Base URL of EKS Auth in use. */
+  endpoint: string
+  cache: CredentialCache
+  metrics: AgentMetrics
+  registry: Registry
+  logger: Logger
+  /** Stop accepting, finish in-flight requests (hard stop after graceMs), release everything. */
+  close(graceMs?: number): Promise<void>
+}
+
+function addr(b: BoundServer): Address {
+  return { host: b.host, port: b.port }
+}
+
+export async function startAgent(config: ServerConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
+  const clock = deps.clock ?? systemClock
+  const logger = deps.logger ?? createLogger(config.verbosity)
+  const registry = deps.registry ?? new Registry()
+  const env = deps.env ?? process.env
+
+  let cache: CredentialCache | undefined
+  const metrics = createMetrics({
+    registry,
+    version: VERSION,
+    cacheEntries: () => cache?.size ?? 0,
+    processMetrics: deps.processMetrics,
+  })
+
+  const endpoint = resolveEksAuthEndpoint({ region: config.region, endpoint: config.endpoint, env })
+  let eksAuth: EksAuthClient | undefined
+  let fetcher = deps.fetcher
+  if (fetcher === undefined) {
+    const nodeCredentials =
+      deps.nodeCredentials ??
+      (config.rotateCredentials
+        ? createRotatingSharedFileProvider({ clock })
+        : createDefaultNodeCredentialsProvider())
+    eksAuth = new EksAuthClient({
+      clusterName: config.clusterName,
+      region: normalizeRegion(config.region).region,
+      endpoint,
+      credentials: nodeCredentials,
+      clock,
+      onAttempt: (a) => {
+        const outcome = a.outcome === 'success' ? 'success' : boundedCode(a.code)
+        metrics.upstreamRequests.inc({ api: 'eks-auth', outcome })
+        metrics.upstreamDuration.observe({ api: 'eks-auth', outcome }, a.durationMs / 1000)
+      },
+    })
+    fetcher = eksAuth
+  }
+
+  cache = new CredentialCache({
+    fetcher,
+    clock,
+    metrics,
+    logger,
+    maxEntries: config.maxCacheSize,
+    maxRetentionMs: config.maxCredentialRetentionMs,
+    refreshQps: config.maxServiceQps,
+  })
+
+  const selfCheckNonce = randomUUID()
+  const handler = createCredentialHandler({
+    cache,
+    clock,
+    hostCheck: new HostCheck(config.bindHosts, config.port),
+    metrics,
+    logger,
+    selfCheckNonce,
+  })
+
+  const listeners = await bindCredentialListeners(handler, config.bindHosts, config.port, logger)
+  let shuttingDown = false
+  const probeHandler = createProbeHandler({
+    targets: () => listeners.map(addr),
+    selfCheckNonce,
+    shuttingDown: () => shuttingDown,
+  })
+  const metricsHandler = createProbeHandler({
+    targets: () => listeners.map(addr),
+    selfCheckNonce,
+    shuttingDown: () => shuttingDown,
+    registry,
+  })
+
+  const extra: BoundServer[] = []
+  try {
+    extra.push(await listen(probeHandler, 'localhost', config.probePort))
+    extra.push(await listen(metricsHandler, config.metricsAddress, config.metricsPort))
+  } catch (err) {
+    await Promise.all([...listeners, ...extra].map((b) => closeServer(b.server, 0)))
+    await eksAuth?.close()
+    const e = err as NodeJS.ErrnoException
+    throw new Error(
+      `cannot listen for ${extra.length === 0 ? `probes on localhost:${config.probePort}` : `metrics on ${config.metricsAddress}:${config.metricsPort}`}: ${e.code ?? e.message}`,
+      { cause: err },
+    )
+  }
+  const [probe, metricsServer] = extra as [BoundServer, BoundServer]
+
+  logger.info({ event: 'started', version: VERSION, ...describeConfig(config), endpoint }, 'pod-identity-agent started')
+  // Warm the SDK credential chain off the start-up path: the first miss should not pay for it.
+  if (deps.nodeCredentials === undefined && deps.fetcher === undefined && !config.rotateCredentials) {
+    setImmediate(() => void preloadDefaultNodeCredentials())
+  }
+
+  let closing: Promise<void> | undefined
+  return {
+    listeners: listeners.map(addr),
+    probe: addr(probe),
+    metricsServer: addr(metricsServer),
+    endpoint,
+    cache,
+    metrics,
+    registry,
+    logger,
+    close(graceMs = 25_000) {
+      closing ??= (async () => {
+        shuttingDown = true
+        await Promise.all(listeners.map((b) => closeServer(b.server, graceMs)))
+        await Promise.all([probe, metricsServer].map((b) => closeServer(b.server, 1000)))
+        await eksAuth?.close()
+        logger.info({ event: 'stopped' }, 'pod-identity-agent stopped')
+      })()
+      return closing
+    },
+  }
+}

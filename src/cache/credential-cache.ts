@@ -1,0 +1,255 @@
+// The credential cache: keyed by the exact token string (a hit needs the very token the upstream
+// accepted, and costs one Map lookup: no hashing, no JWT parse); one upstream call in flight per
+// token that every concurrent request awaits; entries served until min(credential expiry - floor,
+// token exp); renewed in the background after a hit past their renewal time, under a rate limit,
+// keeping the old credentials while a renewal fails with a recoverable error.
+
+import { LRUCache } from 'lru-cache'
+import { InvalidUpstreamResponseError, isIrrecoverable, toAgentError } from '../errors.js'
+import type { AgentMetrics } from '../metrics/metrics.js'
+import { boundedCode } from '../metrics/metrics.js'
+import type { TokenClaims } from '../server/token.js'
+import type { CredentialFetcher } from '../upstream/types.js'
+import type { Clock } from '../util/clock.js'
+import type { Logger } from '../util/logger.js'
+import { tokenDigest } from '../util/logger.js'
+import { TokenBucket } from '../util/token-bucket.js'
+import { serializeCredentials } from './credentials-body.js'
+
+export interface CacheEntry {
+  /** Pre-serialised 200 body. */
+  readonly body: Buffer
+  /** Response headers for a hit, as a flat [name, value, ...] list. */
+  readonly headers: readonly string[]
+  /** Served while now < serveUntilMs (min of credential expiry - floor and token exp). */
+  readonly serveUntilMs: number
+  /** Token `nbf` (ms); not served before. */
+  readonly tokenNbfMs: number
+  /** Token `exp` (ms). */
+  readonly tokenExpMs: number
+  readonly expirationMs: number
+  readonly fetchedAtMs: number
+  /** Renew in the background after this instant (Infinity: never worth renewing). */
+  refreshAtMs: number
+  refreshFailures: number
+  /** For logs: short digest of the token, and who it belongs to. */
+  readonly digest: string
+  readonly namespace: string | undefined
+  readonly serviceAccount: string | undefined
+  readonly podName: string | undefined
+  readonly associationId: string | undefined
+}
+
+export interface CredentialCacheOptions {
+  fetcher: CredentialFetcher
+  clock: Clock
+  metrics: AgentMetrics
+  logger: Logger
+  /** LRU bound; 0 disables caching (every request calls the upstream; concurrent ones share a call). */
+  maxEntries: number
+  /** Renew at most this long after fetching (--max-credential-retention-before-renewal); 0 disables caching. */
+  maxRetentionMs: number
+  /** Never serve credentials with less life left than this. Default 15 000 ms. */
+  minTtlMs?: number
+  /** Background renewals per second (--max-service-qps). */
+  refreshQps: number
+  /** Source of jitter, [0, 1). Default Math.random. */
+  random?: () => number
+  /** Label for upstream metrics. Default 'eks-auth'. */
+  api?: string
+}
+
+const RETRY_BASE_MS = 5_000
+const RETRY_CAP_MS = 120_000
+
+export class CredentialCache {
+  readonly #lru: LRUCache<string, CacheEntry> | undefined
+  readonly #inflight = new Map<string, Promise<CacheEntry>>()
+  readonly #fetcher: CredentialFetcher
+  readonly #clock: Clock
+  readonly #metrics: AgentMetrics
+  readonly #log: Logger
+  readonly #minTtlMs: number
+  readonly #maxRetentionMs: number
+  readonly #refreshBucket: TokenBucket
+  readonly #random: () => number
+
+  constructor(opts: CredentialCacheOptions) {
+    this.#fetcher = opts.fetcher
+    this.#clock = opts.clock
+    this.#metrics = opts.metrics
+    this.#log = opts.logger
+    this.#minTtlMs = opts.minTtlMs ?? 15_000
+    this.#maxRetentionMs = opts.maxRetentionMs
+    this.#random = opts.random ?? Math.random
+    this.#refreshBucket = new TokenBucket({
+      clock: opts.clock,
+      ratePerSecond: opts.refreshQps,
+      burst: Math.max(1, opts.refreshQps),
+    })
+    if (opts.maxEntries > 0 && opts.maxRetentionMs > 0) {
+      this.#lru = new LRUCache<string, CacheEntry>({
+        max: opts.maxEntries,
+        dispose: (_v, _k, reason) => {
+          if (reason === 'evict' || reason === 'delete') this.#metrics.cacheState.inc({ state: 'evicted' })
+        },
+      })
+    }
+  }
+
+  /** Entries currently held. */
+  get size(): number {
+    return this.#lru?.size ?? 0
+  }
+
+  /** Upstream calls in flight. */
+  get inflight(): number {
+    return this.#inflight.size
+  }
+
+  /**
+   * The hot path: a servable entry for this exact token, or undefined. Never waits; kicks off a
+   * background renewal when the entry is past its renewal time.
+   */
+  lookup(token: string, nowMs: number): CacheEntry | undefined {
+    const e = this.#lru?.get(token)
+    if (e === undefined || nowMs >= e.serveUntilMs || nowMs < e.tokenNbfMs) return undefined
+    if (nowMs >= e.refreshAtMs) this.#refresh(token, e, nowMs)
+    return e
+  }
+
+  /**
+   * The miss path: credentials for a token whose claims were just checked. Joins the call in
+   * flight for this token, or starts one. The call belongs to the cache, not to the request: a
+   * client that gives up does not cancel it, and its result is cached for the client's retry.
+   */
+  resolve(token: string, claims: TokenClaims): Promise<CacheEntry> {
+    const pending = this.#inflight.get(token)
+    if (pending !== undefined) {
+      this.#metrics.singleFlightWaits.inc()
+      return pending
+    }
+    this.#metrics.cacheState.inc({ state: 'miss' })
+    return this.#fetch(token, claims, 'request')
+  }
+
+  #fetch(
+    token: string,
+    claims: Pick<TokenClaims, 'expMs' | 'nbfMs' | 'namespace' | 'serviceAccount' | 'podName'>,
+    reason: 'request' | 'refresh',
+  ): Promise<CacheEntry> {
+    const startMs = this.#clock.now()
+    const digest = tokenDigest(token)
+    const p = this.#fetcher.fetchCredentials(token).then(
+      (creds) => {
+        const now = this.#clock.now()
+        const left = creds.expirationMs - now
+        if (left <= this.#minTtlMs) {
+          throw new InvalidUpstreamResponseError(
+            `fetched credentials are expired or will expire within the next ${(this.#minTtlMs / 1000).toFixed(2)} seconds`,
+          )
+        }
+        const body = serializeCredentials(creds)
+        const serveUntilMs = Math.min(creds.expirationMs - this.#minTtlMs, claims.expMs)
+        // Renew at fetch + min(retention, half the lifetime), with +-10 % jitter so that a node's
+        // entries do not renew in lockstep; never when the token expires first.
+        const base = Math.min(this.#maxRetentionMs, left / 2)
+        const refreshAt = now + base * (0.9 + 0.2 * this.#random())
+        const entry: CacheEntry = {
+          body,
+          headers: ['Content-Type', 'application/json', 'Content-Length', String(body.length)],
+          serveUntilMs,
+          tokenNbfMs: claims.nbfMs,
+          tokenExpMs: claims.expMs,
+          expirationMs: creds.expirationMs,
+          fetchedAtMs: now,
+          refreshAtMs: refreshAt < serveUntilMs ? refreshAt : Infinity,
+          refreshFailures: 0,
+          digest,
+          namespace: creds.namespace ?? claims.namespace,
+          serviceAccount: creds.serviceAccount ?? claims.serviceAccount,
+          podName: claims.podName,
+          associationId: creds.associationId,
+        }
+        this.#lru?.set(token, entry)
+        this.#log.info(
+          {
+            event: 'credentials_fetched',
+            reason,
+            tokenDigest: digest,
+            namespace: entry.namespace,
+            serviceAccount: entry.serviceAccount,
+            pod: entry.podName,
+            associationId: entry.associationId,
+            expiration: new Date(creds.expirationMs).toISOString(),
+            durationMs: now - startMs,
+          },
+          'fetched credentials',
+        )
+        return entry
+      },
+      (err: unknown) => {
+        const e = toAgentError(err)
+        const irrecoverable = isIrrecoverable(e)
+        if (irrecoverable && this.#lru?.delete(token) === true) {
+          this.#log.info({ event: 'cache_evicted', tokenDigest: digest, code: e.code }, 'evicted credentials')
+        }
+        this.#log.warn(
+          {
+            event: 'credentials_fetch_failed',
+            reason,
+            tokenDigest: digest,
+            namespace: claims.namespace,
+            serviceAccount: claims.serviceAccount,
+            pod: claims.podName,
+            status: e.statusCode,
+            code: e.code,
+            error: e.message,
+            durationMs: this.#clock.now() - startMs,
+          },
+          'fetching credentials failed',
+        )
+        throw e
+      },
+    )
+    const tracked = p.finally(() => this.#inflight.delete(token))
+    this.#inflight.set(token, tracked)
+    return tracked
+  }
+
+  #refresh(token: string, e: CacheEntry, nowMs: number): void {
+    if (this.#inflight.has(token)) return
+    if (!this.#refreshBucket.tryTake()) {
+      e.refreshAtMs = nowMs + this.#refreshBucket.msUntilToken() + this.#random() * 1000
+      this.#metrics.refreshSkipped.inc({ reason: 'rate_limited' })
+      return
+    }
+    this.#fetch(
+      token,
+      {
+        expMs: e.tokenExpMs,
+        nbfMs: e.tokenNbfMs,
+        namespace: e.namespace,
+        serviceAccount: e.serviceAccount,
+        podName: e.podName,
+      },
+      'refresh',
+    ).then(
+      () => this.#metrics.cacheState.inc({ state: 'hit' }),
+      (err: unknown) => {
+        const ae = toAgentError(err)
+        const irrecoverable = isIrrecoverable(ae)
+        this.#metrics.cacheErrors.inc({
+          type: irrecoverable ? 'NonRecoverable' : 'Recoverable',
+          code: boundedCode(ae.code),
+        })
+        if (!irrecoverable) {
+          // Stale if error: keep serving while valid; retry with exponential backoff and jitter.
+          const step = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** e.refreshFailures)
+          e.refreshFailures++
+          e.refreshAtMs = this.#clock.now() + step * (0.5 + 0.5 * this.#random())
+        }
+      },
+    )
+  }
+}

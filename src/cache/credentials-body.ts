@@ -1,0 +1,25 @@
+// The 200 body, serialised once per fetch so that a cache hit writes bytes and nothing else.
+
+import type { PodCredentials } from '../upstream/types.js'
+
+/**
+ * RFC 3339 UTC ending in `Z`, trailing zero fractions dropped like Go's RFC3339Nano
+ * (`2024-01-01T01:00:00Z`, `2024-01-01T01:00:00.5Z`). The JS SDK rejects `+00:00`.
+ */
+export function formatExpiration(ms: number): string {
+  const iso = new Date(ms).toISOString() // always YYYY-MM-DDTHH:mm:ss.sssZ
+  return iso.replace(/\.?0+Z$/, 'Z').replace(/\.Z$/, 'Z')
+}
+
+/** `{"AccessKeyId","SecretAccessKey","Token","AccountId","Expiration"}` in this exact order. */
+export function serializeCredentials(c: PodCredentials): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      AccessKeyId: c.accessKeyId,
+      SecretAccessKey: c.secretAccessKey,
+      Token: c.sessionToken,
+      AccountId: c.accountId,
+      Expiration: formatExpiration(c.expirationMs),
+    }),
+  )
+}

@@ -1,0 +1,32 @@
+// `pod-identity-agent initialize` (alias `init`): the DaemonSet's init container.
+
+import { parseArgs } from 'node:util'
+import { InitError, initLink, IPV4_ADDRESS, IPV6_ADDRESS, LINK_NAME } from '../netlink/init-link.js'
+import { describeParseError } from './server-flags.js'
+import { UsageError } from './usage-error.js'
+
+export async function runInitCommand(argv: string[]): Promise<number> {
+  let values
+  try {
+    ;({ values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } }, strict: true }))
+  } catch (err) {
+    throw new UsageError(`initialize: ${describeParseError(err)}`)
+  }
+  if (values.help === true) {
+    console.log(`Usage: pod-identity-agent initialize
+
+Creates the dummy link ${LINK_NAME} with ${IPV4_ADDRESS} (required) and ${IPV6_ADDRESS}
+(optional: a failure is reported, not fatal) and brings it up. Idempotent. Needs CAP_NET_ADMIN
+in the host network namespace and the 'ip' command (iproute2).`)
+    return 0
+  }
+  try {
+    const { created, notes } = await initLink()
+    for (const n of notes) console.error(`pod-identity-agent: initialize: ${n}`)
+    console.log(`${LINK_NAME} ${created ? 'created' : 'already present'}; ${IPV4_ADDRESS} up`)
+    return 0
+  } catch (err) {
+    if (err instanceof InitError) throw new UsageError(`initialize: ${err.message}`)
+    throw err
+  }
+}

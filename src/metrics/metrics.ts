@@ -1,0 +1,147 @@
+// All metric names live here. One registry is passed in (no global state). The hot path only bumps
+// plain integers; prom-client sees them at scrape time through collect().
+
+import { Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client'
+import type { Registry } from 'prom-client'
+
+/** Per-status-code response counts: an array index bump on the hot path. */
+export class StatusCounter {
+  readonly counts = new Float64Array(600)
+  inc(status: number): void {
+    this.counts[status] = (this.counts[status] ?? 0) + 1
+  }
+  get(status: number): number {
+    return this.counts[status] ?? 0
+  }
+}
+
+export interface AgentMetrics {
+  httpResponses: StatusCounter
+  cacheState: Counter<'state'>
+  cacheErrors: Counter<'type' | 'code'>
+  upstreamRequests: Counter<'api' | 'outcome'>
+  upstreamDuration: Histogram<'api' | 'outcome'>
+  singleFlightWaits: Counter
+  refreshSkipped: Counter<'reason'>
+}
+
+/** Upstream error codes used as label values; anything else is folded into "Other". */
+const KNOWN_CODES = new Set([
+  'AccessDeniedException',
+  'ExpiredTokenException',
+  'InvalidParameterException',
+  'InvalidRequestException',
+  'InvalidTokenException',
+  'ResourceNotFoundException',
+  'ThrottlingException',
+  'InternalServerException',
+  'ServiceUnavailableException',
+  'UnknownError',
+  'UpstreamUnreachable',
+  'UpstreamTimeout',
+  'InvalidUpstreamResponse',
+  'NodeCredentialsUnavailable',
+  'InvalidSignatureException',
+  'UnrecognizedClientException',
+  'MissingAuthenticationTokenException',
+  'IncompleteSignatureException',
+  'InternalError',
+])
+
+/** Keep label cardinality bounded whatever an upstream sends. */
+export function boundedCode(code: string | undefined): string {
+  if (code === undefined) return 'Unknown'
+  return KNOWN_CODES.has(code) ? code : 'Other'
+}
+
+export interface CreateMetricsOptions {
+  registry: Registry
+  version: string
+  /** Current number of cached entries, read at scrape time. */
+  cacheEntries: () => number
+  /** Register Node's default process metrics (CPU, memory, event loop lag, GC). Default true. */
+  processMetrics?: boolean
+}
+
+export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
+  const { registry } = opts
+  const httpResponses = new StatusCounter()
+
+  new Counter({
+    name: 'pod_identity_http_response',
+    help: 'HTTP responses of the credential endpoint, by status code',
+    labelNames: ['code'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      const counts = httpResponses.counts
+      for (let code = 100; code < counts.length; code++) {
+        const n = counts[code] ?? 0
+        if (n > 0) this.inc({ code: String(code) }, n)
+      }
+    },
+  })
+
+  const cacheState = new Counter({
+    name: 'pod_identity_cache_state',
+    help: 'Cache events: miss (upstream fetch on the request path), hit (successful background renewal), evicted',
+    labelNames: ['state'],
+    registers: [registry],
+  })
+  const cacheErrors = new Counter({
+    name: 'pod_identity_cache_errors',
+    help: 'Failed background renewals, by type (Recoverable, NonRecoverable) and upstream error code',
+    labelNames: ['type', 'code'],
+    registers: [registry],
+  })
+  const upstreamRequests = new Counter({
+    name: 'pod_identity_upstream_requests_total',
+    help: 'Upstream credential calls (each HTTP attempt), by API and outcome (success or error code)',
+    labelNames: ['api', 'outcome'],
+    registers: [registry],
+  })
+  const upstreamDuration = new Histogram({
+    name: 'pod_identity_upstream_request_duration_seconds',
+    help: 'Duration of upstream credential calls (each HTTP attempt), by API and outcome',
+    labelNames: ['api', 'outcome'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  })
+  const singleFlightWaits = new Counter({
+    name: 'pod_identity_cache_singleflight_waits_total',
+    help: 'Requests that joined an upstream call already in flight for the same token',
+    registers: [registry],
+  })
+  const refreshSkipped = new Counter({
+    name: 'pod_identity_cache_refresh_deferred_total',
+    help: 'Background renewals deferred, by reason (rate_limited)',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'pod_identity_cache_entries',
+    help: 'Credential sets currently cached',
+    registers: [registry],
+    collect() {
+      this.set(opts.cacheEntries())
+    },
+  })
+  new Gauge({
+    name: 'pod_identity_build_info',
+    help: 'Build information; always 1',
+    labelNames: ['version'],
+    registers: [registry],
+  }).set({ version: opts.version }, 1)
+
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry })
+
+  return {
+    httpResponses,
+    cacheState,
+    cacheErrors,
+    upstreamRequests,
+    upstreamDuration,
+    singleFlightWaits,
+    refreshSkipped,
+  }
+}

@@ -1,0 +1,161 @@
+// GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
+// compare for the route, one pass over rawHeaders (no headers object is built), a Set lookup for
+// the Host, a Map lookup for the token, and a write of pre-serialised bytes. Everything else
+// (JWT parsing, upstream calls, logging) happens only on a miss or an error.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
+import { RequestError, toAgentError } from '../errors.js'
+import type { AgentError } from '../errors.js'
+import type { AgentMetrics } from '../metrics/metrics.js'
+import type { Clock } from '../util/clock.js'
+import type { Logger } from '../util/logger.js'
+import type { HostCheck } from './host-check.js'
+import { sendError } from './respond.js'
+import { checkTokenTimes, parseToken } from './token.js'
+
+export const CREDENTIALS_PATH = '/v1/credentials'
+/** Header the readiness self-check sends, so its 404s are not counted as pod traffic. */
+export const SELF_CHECK_HEADER = 'x-pod-identity-agent-self-check'
+
+export interface CredentialHandlerOptions {
+  cache: CredentialCache
+  clock: Clock
+  hostCheck: HostCheck
+  metrics: AgentMetrics
+  logger: Logger
+  /** Random value the readiness self-check sends in SELF_CHECK_HEADER. */
+  selfCheckNonce: string
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
+
+const NOT_FOUND = new RequestError('NotFound', 404, '404 page not found')
+const METHOD_NOT_ALLOWED = new RequestError(
+  'MethodNotAllowed',
+  405,
+  'Method not allowed: use GET /v1/credentials',
+)
+const MISSING_TOKEN = new RequestError('MissingToken', 400, 'Service account token cannot be empty')
+const FORWARDED = new RequestError(
+  'AccessDenied',
+  403,
+  'Access Denied. Requests relayed through a proxy (X-Forwarded-For or Forwarded header) are not accepted',
+)
+
+export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
+  const { cache, clock, hostCheck, logger } = o
+  const responses = o.metrics.httpResponses
+  const trace = logger.isLevelEnabled('trace')
+  const debug = logger.isLevelEnabled('debug')
+
+  function fail(res: ServerResponse, err: AgentError, head: boolean): void {
+    sendError(res, err, head)
+    responses.inc(err.statusCode)
+    if (debug && err.statusCode < 500) {
+      logger.debug({ event: 'request_refused', status: err.statusCode, code: err.code, error: err.message }, 'refused request')
+    }
+  }
+
+  function ok(res: ServerResponse, entry: CacheEntry, head: boolean, cacheState: string): void {
+    res.writeHead(200, entry.headers as string[])
+    res.end(head ? undefined : entry.body)
+    responses.inc(200)
+    if (trace) {
+      logger.trace(
+        { event: 'served', cache: cacheState, tokenDigest: entry.digest, namespace: entry.namespace, serviceAccount: entry.serviceAccount },
+        'served credentials',
+      )
+    }
+  }
+
+  async function miss(res: ServerResponse, token: string, nowMs: number, head: boolean): Promise<void> {
+    let claims
+    try {
+      claims = parseToken(token)
+      checkTokenTimes(claims, nowMs)
+    } catch (err) {
+      fail(res, toAgentError(err), head)
+      return
+    }
+    try {
+      const entry = await cache.resolve(token, claims)
+      ok(res, entry, head, 'miss')
+    } catch (err) {
+      fail(res, toAgentError(err), head)
+    }
+  }
+
+  function credentials(req: IncomingMessage, res: ServerResponse): void {
+    const method = req.method
+    const head = method === 'HEAD'
+    if (method !== 'GET' && !head) {
+      fail(res, METHOD_NOT_ALLOWED, false)
+      return
+    }
+    const raw = req.rawHeaders
+    let host = ''
+    let token: string | undefined
+    let forwarded = false
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string
+      switch (name.length) {
+        case 4:
+          if (host === '' && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) {
+            host = raw[i + 1] as string
+          }
+          break
+        case 13:
+          if (
+            token === undefined &&
+            (name === 'Authorization' || name === 'authorization' || name.toLowerCase() === 'authorization')
+          ) {
+            token = raw[i + 1] as string
+          }
+          break
+        case 9:
+          if (name.toLowerCase() === 'forwarded') forwarded = true
+          break
+        case 15:
+          if (name.toLowerCase() === 'x-forwarded-for') forwarded = true
+          break
+      }
+    }
+    try {
+      hostCheck.check(host)
+    } catch (err) {
+      fail(res, toAgentError(err), head)
+      return
+    }
+    if (forwarded) {
+      fail(res, FORWARDED, head)
+      return
+    }
+    if (token === undefined || token === '') {
+      fail(res, MISSING_TOKEN, head)
+      return
+    }
+    const now = clock.now()
+    const entry = cache.lookup(token, now)
+    if (entry !== undefined) {
+      ok(res, entry, head, 'hit')
+      return
+    }
+    void miss(res, token, now, head)
+  }
+
+  return function handle(req, res) {
+    if (req.url === CREDENTIALS_PATH) {
+      credentials(req, res)
+      return
+    }
+    const url = req.url ?? ''
+    const q = url.indexOf('?')
+    if ((q === -1 ? url : url.slice(0, q)) === CREDENTIALS_PATH) {
+      credentials(req, res)
+      return
+    }
+    sendError(res, NOT_FOUND, req.method === 'HEAD')
+    if (req.headers[SELF_CHECK_HEADER] !== o.selfCheckNonce) responses.inc(404)
+  }
+}

@@ -1,0 +1,47 @@
+// The Host check that blocks DNS rebinding and relayed requests: the Host header, port and
+// brackets stripped, must name one of the addresses the agent is bound to.
+
+import { RequestError } from '../errors.js'
+
+export class HostCheck {
+  /** Exact Host header values accepted without any string work (the common forms). */
+  readonly #fast = new Set<string>()
+  readonly #hosts: ReadonlySet<string>
+  readonly #listText: string
+
+  constructor(bindHosts: readonly string[], port: number) {
+    this.#hosts = new Set(bindHosts.map((h) => h.toLowerCase()))
+    for (const h of this.#hosts) {
+      const form = h.includes(':') ? `[${h}]` : h
+      this.#fast.add(form)
+      this.#fast.add(`${form}:${port}`)
+    }
+    this.#listText = `[${[...this.#hosts].join(' ')}]`
+  }
+
+  /** Throws a 403 RequestError unless `host` (the raw Host header, '' when absent) is allowed. */
+  check(host: string): void {
+    if (this.#fast.has(host)) return
+    const name = normaliseHost(host)
+    if (this.#hosts.has(name)) return
+    throw new RequestError(
+      'AccessDenied',
+      403,
+      `Access Denied. Called agent through invalid address, please use either ${this.#listText} address not ${name}`,
+    )
+  }
+}
+
+/** "169.254.170.23:80" -> "169.254.170.23", "[fd00:ec2::23]:80" -> "fd00:ec2::23". */
+export function normaliseHost(host: string): string {
+  let h = host.trim()
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']')
+    if (end !== -1) h = h.slice(1, end)
+  } else {
+    const colon = h.indexOf(':')
+    // host:port; a bare IPv6 literal (more than one colon) stays as it is
+    if (colon !== -1 && h.indexOf(':', colon + 1) === -1) h = h.slice(0, colon)
+  }
+  return h.toLowerCase()
+}

@@ -1,0 +1,105 @@
+// HTTP servers: one credential listener per bind host (each bound on its own: one that cannot be
+// bound is logged and skipped), plus the probe and metrics servers.
+
+import { createServer } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from '../util/logger.js'
+
+export interface BoundServer {
+  server: Server
+  /** Address as bound (IPv6 without brackets). */
+  host: string
+  port: number
+}
+
+/** Timeouts and limits of every server the agent runs. */
+export const SERVER_OPTIONS = {
+  /** Whole request (headers + body) must arrive within this (slow clients cannot hold a slot). */
+  requestTimeout: 30_000,
+  /** Headers must arrive within this. */
+  headersTimeout: 10_000,
+  /** Idle keep-alive connections are closed after this; SDKs reuse connections within it. */
+  keepAliveTimeout: 5_000,
+  /** Largest header block accepted (bytes); larger requests get 431. */
+  maxHeaderSize: 16 * 1024,
+} as const
+
+export function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  host: string,
+  port: number,
+): Promise<BoundServer> {
+  const server = createServer({ ...SERVER_OPTIONS, noDelay: true }, handler)
+  server.keepAliveTimeout = SERVER_OPTIONS.keepAliveTimeout
+  server.headersTimeout = SERVER_OPTIONS.headersTimeout
+  server.requestTimeout = SERVER_OPTIONS.requestTimeout
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.removeListener('listening', onListening)
+      reject(err)
+    }
+    const onListening = (): void => {
+      server.removeListener('error', onError)
+      // Malformed requests, oversized headers (431) and timeouts (408) are answered by Node's
+      // default clientError handling, which never throws.
+      const addr = server.address() as AddressInfo
+      resolve({ server, host: addr.address, port: addr.port })
+    }
+    server.once('error', onError)
+    server.once('listening', onListening)
+    server.listen({ host, port, exclusive: true })
+  })
+}
+
+/** Bind every host; skip (and log) the ones that fail; throw only when none could be bound. */
+export async function bindCredentialListeners(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  hosts: readonly string[],
+  port: number,
+  logger: Logger,
+): Promise<BoundServer[]> {
+  const results = await Promise.allSettled(hosts.map((h) => listen(handler, h, port)))
+  const bound: BoundServer[] = []
+  const failures: string[] = []
+  results.forEach((r, i) => {
+    const host = hosts[i] as string
+    if (r.status === 'fulfilled') {
+      bound.push(r.value)
+      logger.info({ event: 'listening', host: r.value.host, port: r.value.port }, 'serving credentials')
+    } else {
+      const e = r.reason as NodeJS.ErrnoException
+      const why = e.code ?? e.message
+      failures.push(`${host}:${port} (${why})`)
+      logger.error(
+        { event: 'bind_failed', host, port, code: e.code, error: e.message },
+        'cannot bind credential listener; skipping this address',
+      )
+    }
+  })
+  if (bound.length === 0) {
+    for (const b of bound) b.server.close()
+    throw new Error(`could not bind any credential listener: ${failures.join(', ')}`)
+  }
+  return bound
+}
+
+/** Close a server: stop accepting, let in-flight requests finish, close idle keep-alive sockets. */
+export function closeServer(s: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (!s.listening) {
+      resolve()
+      return
+    }
+    const sweep = setInterval(() => s.closeIdleConnections(), 50)
+    const hard = setTimeout(() => s.closeAllConnections(), graceMs)
+    sweep.unref()
+    hard.unref()
+    s.close(() => {
+      clearInterval(sweep)
+      clearTimeout(hard)
+      resolve()
+    })
+    s.closeIdleConnections()
+  })
+}

@@ -1,0 +1,410 @@
+// The agent's primary upstream: EKS Auth AssumeRoleForPodIdentity over restJson1, signed with
+// SigV4 (protocol.md 1.2, 1.8), sent with undici through a keep-alive, proxy-aware dispatcher.
+// Retries only what can heal by itself (connection errors, timeouts, 500/502/503/504); never a
+// 4xx, so throttling is never amplified. Messages never carry a token, key or secret.
+
+import { Hash } from '@smithy/hash-node'
+import { SignatureV4 } from '@smithy/signature-v4'
+import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici'
+import {
+  AgentError,
+  InvalidUpstreamResponseError,
+  NodeCredentialsError,
+  UpstreamError,
+  UpstreamTimeoutError,
+  UpstreamUnreachableError,
+} from '../errors.js'
+import type { Clock } from '../util/clock.js'
+import { validateEndpointUrl } from './endpoint.js'
+import {
+  MAX_RESPONSE_BYTES,
+  parseErrorResponse,
+  parseSuccessBody,
+  type ResponseHeaders,
+} from './eks-auth-response.js'
+import type {
+  CredentialFetcher,
+  NodeCredentials,
+  NodeCredentialsProvider,
+  PodCredentials,
+} from './types.js'
+
+/** What the `onAttempt` hook sees of one HTTP attempt. Never a token or a secret. */
+export interface EksAuthAttempt {
+  /** Time from sending the request to the outcome, in milliseconds of the injected clock. */
+  durationMs: number
+  outcome: 'success' | 'error'
+  /** HTTP status when a response arrived. */
+  statusCode?: number | undefined
+  /** Error code (upstream code, or the agent's code for transport failures) when outcome is error. */
+  code?: string | undefined
+  /** 1-based attempt number within one fetchCredentials call. */
+  attempt: number
+}
+
+export interface EksAuthClientOptions {
+  /** EKS cluster name, the `{clusterName}` path label. Must match `^[0-9A-Za-z][A-Za-z0-9_-]*$` (1-100 chars). */
+  clusterName: string
+  /** SigV4 signing region (a base region such as `us-west-2`, never `fips-...`). */
+  region: string
+  /**
+   * EKS Auth base URL, e.g. `https://eks-auth.us-west-2.api.aws` (see resolveEksAuthEndpoint), or
+   * `http://127.0.0.1:PORT`; a path prefix is kept and the operation path appended to it.
+   */
+  endpoint: string
+  /** The node's own credentials, used to sign. Failures become NodeCredentialsError (no retry). */
+  credentials: NodeCredentialsProvider
+  /** Time source for backoff sleeps (clock.setTimer), the total budget and attempt durations. */
+  clock: Clock
+  /**
+   * HTTP dispatcher. Default: an undici `EnvHttpProxyAgent` (honours HTTPS_PROXY / HTTP_PROXY /
+   * NO_PROXY) with the connect timeout below and keep-alive, owned and closed by `close()`. An
+   * injected dispatcher is never closed by this client.
+   */
+  dispatcher?: Dispatcher | undefined
+  /** TCP (+TLS) connect timeout of the default dispatcher, in ms. Default 500. */
+  connectTimeoutMs?: number | undefined
+  /** Budget of one attempt, headers and body, in ms. Default 1000 (the reference's client Timeout). */
+  attemptTimeoutMs?: number | undefined
+  /** Most attempts per fetchCredentials call, first one included. Default 3. */
+  maxAttempts?: number | undefined
+  /** No attempt is started that could not finish within this many ms of the call's start. Default 3000. */
+  totalTimeoutMs?: number | undefined
+  /** Source of [0, 1) numbers for backoff jitter. Default Math.random. */
+  random?: (() => number) | undefined
+  /** Called after every HTTP attempt, for metrics and logs. Exceptions it throws are ignored. */
+  onAttempt?: ((a: EksAuthAttempt) => void) | undefined
+}
+
+/** HTTP statuses worth another attempt (the SDKs' standard retryer set). Never a 4xx. */
+const RETRYABLE_STATUS: ReadonlySet<number> = new Set([500, 502, 503, 504])
+const BACKOFF_BASE_MS = 50
+const BACKOFF_CAP_MS = 400
+/** Idle keep-alive of the default dispatcher's sockets when the server sends no hint, in ms. */
+const KEEP_ALIVE_TIMEOUT_MS = 20_000
+const CLUSTER_NAME_SYNTAX = /^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/
+const TIMEOUT_CODES: ReadonlySet<string> = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+])
+
+function positive(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`EksAuthClient: ${name} must be > 0, got ${v}`)
+  return v
+}
+
+/** A short, secret-free reason for a transport or provider failure. */
+function shortReason(err: unknown): string {
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { code?: unknown; errors?: unknown; cause?: unknown; message?: unknown }
+    if (typeof e.code === 'string' && e.code !== '') return e.code
+    // Happy eyeballs (several addresses tried) reports an AggregateError.
+    if (Array.isArray(e.errors) && e.errors.length > 0) return shortReason(e.errors[0])
+    if (typeof e.cause === 'object' && e.cause !== null) {
+      const c = e.cause as { code?: unknown }
+      if (typeof c.code === 'string' && c.code !== '') return c.code
+    }
+    if (typeof e.message === 'string' && e.message !== '') {
+      const m = e.message.replace(/\s+/g, ' ')
+      return m.length > 200 ? `${m.slice(0, 200)}...` : m
+    }
+  }
+  return 'unknown error'
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
+}
+
+/** What a caller's abort turns into: its own AgentError reason, else a generic one. */
+function callerAbortError(signal: AbortSignal): AgentError {
+  const reason: unknown = signal.reason
+  if (reason instanceof AgentError) return reason
+  return new UpstreamTimeoutError('the EKS Auth call was aborted by the caller', { cause: reason })
+}
+
+function isRetryable(err: unknown): boolean {
+  if (err instanceof UpstreamError) return RETRYABLE_STATUS.has(err.statusCode)
+  return err instanceof UpstreamUnreachableError || err instanceof UpstreamTimeoutError
+}
+
+/** Reads a body up to `limit` bytes; `undefined` (body destroyed) when it is larger. */
+async function readCapped(
+  body: Dispatcher.ResponseData['body'],
+  headers: ResponseHeaders,
+  limit: number,
+): Promise<Buffer | undefined> {
+  const declared = Number(headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) {
+    body.destroy()
+    return undefined
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) {
+      body.destroy()
+      return undefined
+    }
+    chunks.push(chunk)
+  }
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
+}
+
+export class EksAuthClient implements CredentialFetcher {
+  readonly #clock: Clock
+  readonly #signer: SignatureV4
+  readonly #dispatcher: Dispatcher
+  readonly #ownsDispatcher: boolean
+  readonly #protocol: string
+  readonly #hostname: string
+  readonly #port: number | undefined
+  /** `host` header: host name, plus `:port` only when not the scheme's default. */
+  readonly #hostHeader: string
+  readonly #path: string
+  readonly #url: string
+  readonly #attemptTimeoutMs: number
+  readonly #maxAttempts: number
+  readonly #totalTimeoutMs: number
+  readonly #random: () => number
+  readonly #onAttempt: ((a: EksAuthAttempt) => void) | undefined
+
+  constructor(opts: EksAuthClientOptions) {
+    if (!CLUSTER_NAME_SYNTAX.test(opts.clusterName)) {
+      throw new Error(
+        `EksAuthClient: invalid cluster name ${JSON.stringify(opts.clusterName)} (1-100 letters, digits, '-' or '_', starting with a letter or digit)`,
+      )
+    }
+    if (opts.region.trim() === '') throw new Error('EksAuthClient: region is required')
+    const url = validateEndpointUrl(opts.endpoint, 'EKS Auth endpoint')
+    this.#clock = opts.clock
+    this.#protocol = url.protocol
+    // URL keeps IPv6 brackets in hostname; the signer and undici expect them in the host header.
+    this.#hostname = url.hostname
+    this.#port = url.port === '' ? undefined : Number(url.port)
+    this.#hostHeader = url.host
+    this.#path = `${url.pathname.replace(/\/+$/, '')}/clusters/${opts.clusterName}/assume-role-for-pod-identity`
+    this.#url = `${url.origin}${this.#path}`
+
+    const connectTimeoutMs = positive('connectTimeoutMs', opts.connectTimeoutMs, 500)
+    this.#attemptTimeoutMs = positive('attemptTimeoutMs', opts.attemptTimeoutMs, 1000)
+    this.#maxAttempts = Math.floor(positive('maxAttempts', opts.maxAttempts, 3))
+    this.#totalTimeoutMs = positive('totalTimeoutMs', opts.totalTimeoutMs, 3000)
+    this.#random = opts.random ?? Math.random
+    this.#onAttempt = opts.onAttempt
+
+    if (opts.dispatcher !== undefined) {
+      this.#dispatcher = opts.dispatcher
+      this.#ownsDispatcher = false
+    } else {
+      this.#dispatcher = new EnvHttpProxyAgent({
+        connect: { timeout: connectTimeoutMs },
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+        headersTimeout: this.#attemptTimeoutMs,
+        bodyTimeout: this.#attemptTimeoutMs,
+      })
+      this.#ownsDispatcher = true
+    }
+
+    const provider = opts.credentials
+    const credentials = async (): Promise<NodeCredentials> => {
+      try {
+        return await provider()
+      } catch (err) {
+        if (err instanceof NodeCredentialsError) throw err
+        throw new NodeCredentialsError(
+          `unable to load the node's AWS credentials: ${shortReason(err)}`,
+          { cause: err },
+        )
+      }
+    }
+    // One signer for the client's life: it caches derived signing keys.
+    this.#signer = new SignatureV4({
+      service: 'eks-auth',
+      region: opts.region,
+      credentials,
+      sha256: Hash.bind(null, 'sha256'),
+    })
+  }
+
+  async fetchCredentials(token: string, signal?: AbortSignal): Promise<PodCredentials> {
+    const start = this.#clock.now()
+    const body = Buffer.from(JSON.stringify({ token }))
+    for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw callerAbortError(signal)
+      try {
+        return await this.#attempt(body, attempt, signal)
+      } catch (err) {
+        if (signal?.aborted) throw callerAbortError(signal)
+        if (!isRetryable(err) || attempt >= this.#maxAttempts) throw err
+        const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1))
+        const delay = Math.floor(this.#random() * ceiling)
+        const elapsed = this.#clock.now() - start
+        if (elapsed + delay + this.#attemptTimeoutMs > this.#totalTimeoutMs) throw err
+        await this.#sleep(delay, signal)
+      }
+    }
+  }
+
+  /** Closes the default dispatcher's sockets. An injected dispatcher is left to its owner. */
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close()
+  }
+
+  async #sign(body: Buffer): Promise<Record<string, string>> {
+    try {
+      const signed = await this.#signer.sign(
+        {
+          method: 'POST',
+          protocol: this.#protocol,
+          hostname: this.#hostname,
+          port: this.#port,
+          path: this.#path,
+          query: {},
+          headers: {
+            host: this.#hostHeader,
+            'content-type': 'application/json',
+            'content-length': String(body.length),
+          },
+          body,
+        },
+        { signingDate: new Date(this.#clock.now()) },
+      )
+      return signed.headers
+    } catch (err) {
+      if (err instanceof NodeCredentialsError) throw err
+      // e.g. the provider resolved an object without keys: the signer's own check fails.
+      throw new NodeCredentialsError(
+        `unable to sign the EKS Auth request with the node's AWS credentials: ${shortReason(err)}`,
+        { cause: err },
+      )
+    }
+  }
+
+  async #attempt(body: Buffer, attempt: number, signal?: AbortSignal): Promise<PodCredentials> {
+    const headers = await this.#sign(body)
+    if (signal?.aborted) throw callerAbortError(signal)
+
+    const t0 = this.#clock.now()
+    // A real-time deadline for real I/O, cleared on completion; the caller's signal is chained
+    // with a listener removed in `finally` (no signal retained per call).
+    const ac = new AbortController()
+    const timer = setTimeout(() => ac.abort(), this.#attemptTimeoutMs)
+    timer.unref()
+    const onCallerAbort = () => ac.abort()
+    signal?.addEventListener('abort', onCallerAbort, { once: true })
+
+    let statusCode: number | undefined
+    let outcome: 'success' | 'error' = 'error'
+    let code: string | undefined
+    try {
+      let res: Dispatcher.ResponseData
+      try {
+        res = await request(this.#url, {
+          method: 'POST',
+          headers,
+          body,
+          dispatcher: this.#dispatcher,
+          signal: ac.signal,
+          headersTimeout: this.#attemptTimeoutMs,
+          bodyTimeout: this.#attemptTimeoutMs,
+        })
+      } catch (err) {
+        throw this.#transportError(err, ac.signal, signal)
+      }
+      statusCode = res.statusCode
+      const resHeaders = res.headers as ResponseHeaders
+
+      if (statusCode >= 200 && statusCode < 300) {
+        let buf: Buffer | undefined
+        try {
+          buf = await readCapped(res.body, resHeaders, MAX_RESPONSE_BYTES)
+        } catch (err) {
+          throw this.#transportError(err, ac.signal, signal)
+        }
+        if (buf === undefined) {
+          throw new InvalidUpstreamResponseError(
+            `response body from EKS Auth larger than ${MAX_RESPONSE_BYTES} bytes`,
+          )
+        }
+        const creds = parseSuccessBody(buf)
+        outcome = 'success'
+        return creds
+      }
+
+      if (statusCode >= 300 && statusCode < 400) {
+        res.body.dump().catch(() => {})
+        throw new InvalidUpstreamResponseError(
+          `unexpected redirect (HTTP ${statusCode}) from EKS Auth`,
+        )
+      }
+
+      let buf: Buffer | undefined
+      try {
+        buf = await readCapped(res.body, resHeaders, MAX_RESPONSE_BYTES)
+      } catch (err) {
+        if (signal?.aborted) throw callerAbortError(signal)
+        res.body.destroy()
+        buf = undefined // the status and headers are still known
+      }
+      throw parseErrorResponse(statusCode, resHeaders, buf)
+    } catch (err) {
+      code = err instanceof AgentError ? err.code : 'InternalError'
+      throw err
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onCallerAbort)
+      if (this.#onAttempt !== undefined) {
+        try {
+          this.#onAttempt({
+            durationMs: this.#clock.now() - t0,
+            outcome,
+            statusCode,
+            code: outcome === 'error' ? code : undefined,
+            attempt,
+          })
+        } catch {
+          // a faulty hook must not change the outcome
+        }
+      }
+    }
+  }
+
+  #transportError(
+    err: unknown,
+    attemptSignal: AbortSignal,
+    callerSignal?: AbortSignal,
+  ): AgentError {
+    if (callerSignal?.aborted) return callerAbortError(callerSignal)
+    const code = errorCode(err)
+    if (attemptSignal.aborted || (code !== undefined && TIMEOUT_CODES.has(code))) {
+      return new UpstreamTimeoutError(
+        `EKS Auth did not answer within ${this.#attemptTimeoutMs} ms`,
+        { cause: err },
+      )
+    }
+    return new UpstreamUnreachableError(
+      `unable to reach EKS Auth at ${this.#hostHeader}: ${shortReason(err)}`,
+      { cause: err },
+    )
+  }
+
+  #sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (ms <= 0) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        handle.cancel()
+        reject(callerAbortError(signal as AbortSignal))
+      }
+      const handle = this.#clock.setTimer(() => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }, ms)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
