@@ -11,7 +11,10 @@ export default tseslint.config(
     },
     rules: {
       'no-console': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
@@ -22,7 +25,11 @@ export default tseslint.config(
       'no-restricted-properties': [
         'error',
         { object: 'Date', property: 'now', message: 'Use the injected Clock (src/util/clock.ts).' },
-        { object: 'performance', property: 'now', message: 'Use the injected Clock (src/util/clock.ts).' },
+        {
+          object: 'performance',
+          property: 'now',
+          message: 'Use the injected Clock (src/util/clock.ts).',
+        },
       ],
     },
   },

@@ -65,12 +65,16 @@ function addr(b: BoundServer): Address {
   return { host: b.host, port: b.port }
 }
 
-export async function startAgent(config: ServerConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
+export async function startAgent(
+  config: ServerConfig,
+  deps: AgentDeps = {},
+): Promise<RunningAgent> {
   const clock = deps.clock ?? systemClock
   const logger = deps.logger ?? createLogger(config.verbosity)
   const registry = deps.registry ?? new Registry()
   const env = deps.env ?? process.env
 
+  // eslint-disable-next-line prefer-const -- read by the metrics callback, assigned just below
   let cache: CredentialCache | undefined
   const metrics = createMetrics({
     registry,
@@ -86,14 +90,16 @@ export async function startAgent(config: ServerConfig, deps: AgentDeps = {}): Pr
     const nodeCredentials =
       deps.nodeCredentials ??
       (config.rotateCredentials
-        ? createRotatingSharedFileProvider({ clock })
+        ? createRotatingSharedFileProvider({ clock: systemClock })
         : createDefaultNodeCredentialsProvider())
     eksAuth = new EksAuthClient({
       clusterName: config.clusterName,
       region: normalizeRegion(config.region).region,
       endpoint,
       credentials: nodeCredentials,
-      clock,
+      // Network timing (retry backoff, attempt durations) is real time; the injected clock drives
+      // the cache and token checks, so tests can move it hours ahead without stalling I/O.
+      clock: systemClock,
       onAttempt: (a) => {
         const outcome = a.outcome === 'success' ? 'success' : boundedCode(a.code)
         metrics.upstreamRequests.inc({ api: 'eks-auth', outcome })
@@ -152,11 +158,29 @@ export async function startAgent(config: ServerConfig, deps: AgentDeps = {}): Pr
   }
   const [probe, metricsServer] = extra as [BoundServer, BoundServer]
 
-  logger.info({ event: 'started', version: VERSION, ...describeConfig(config), endpoint }, 'pod-identity-agent started')
+  logger.info(
+    {
+      event: 'started',
+      version: VERSION,
+      ...describeConfig(config),
+      endpoint,
+      listeners: listeners.map((b) => `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`),
+      probePort: probe.port,
+      metricsPort: metricsServer.port,
+    },
+    'pod-identity-agent started',
+  )
   // Warm the SDK credential chain off the start-up path: the first miss should not pay for it.
-  if (deps.nodeCredentials === undefined && deps.fetcher === undefined && !config.rotateCredentials) {
-    setImmediate(() => void preloadDefaultNodeCredentials())
-  }
+  setImmediate(() => {
+    void eksAuth?.preload()
+    if (
+      deps.nodeCredentials === undefined &&
+      deps.fetcher === undefined &&
+      !config.rotateCredentials
+    ) {
+      void preloadDefaultNodeCredentials()
+    }
+  })
 
   let closing: Promise<void> | undefined
   return {

@@ -41,7 +41,9 @@ async function run(argv: string[]): Promise<number> {
       console.log(USAGE)
       return command === undefined ? 2 : 0
     default:
-      throw new UsageError(`unknown command "${command}"; expected one of server, initialize, mock-eks-auth, token, dev, version (see pod-identity-agent --help)`)
+      throw new UsageError(
+        `unknown command "${command}"; expected one of server, initialize, mock-eks-auth, token, dev, version (see pod-identity-agent --help)`,
+      )
   }
 }
 

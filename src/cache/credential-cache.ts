@@ -9,6 +9,7 @@ import { InvalidUpstreamResponseError, isIrrecoverable, toAgentError } from '../
 import type { AgentMetrics } from '../metrics/metrics.js'
 import { boundedCode } from '../metrics/metrics.js'
 import type { TokenClaims } from '../server/token.js'
+import { NBF_SKEW_MS } from '../server/token.js'
 import type { CredentialFetcher } from '../upstream/types.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
@@ -23,7 +24,7 @@ export interface CacheEntry {
   readonly headers: readonly string[]
   /** Served while now < serveUntilMs (min of credential expiry - floor and token exp). */
   readonly serveUntilMs: number
-  /** Token `nbf` (ms); not served before. */
+  /** Token `nbf` (ms) minus the clock-skew allowance; not served before. */
   readonly tokenNbfMs: number
   /** Token `exp` (ms). */
   readonly tokenExpMs: number
@@ -91,7 +92,8 @@ export class CredentialCache {
       this.#lru = new LRUCache<string, CacheEntry>({
         max: opts.maxEntries,
         dispose: (_v, _k, reason) => {
-          if (reason === 'evict' || reason === 'delete') this.#metrics.cacheState.inc({ state: 'evicted' })
+          if (reason === 'evict' || reason === 'delete')
+            this.#metrics.cacheState.inc({ state: 'evicted' })
         },
       })
     }
@@ -159,7 +161,7 @@ export class CredentialCache {
           body,
           headers: ['Content-Type', 'application/json', 'Content-Length', String(body.length)],
           serveUntilMs,
-          tokenNbfMs: claims.nbfMs,
+          tokenNbfMs: claims.nbfMs - NBF_SKEW_MS,
           tokenExpMs: claims.expMs,
           expirationMs: creds.expirationMs,
           fetchedAtMs: now,
@@ -192,7 +194,10 @@ export class CredentialCache {
         const e = toAgentError(err)
         const irrecoverable = isIrrecoverable(e)
         if (irrecoverable && this.#lru?.delete(token) === true) {
-          this.#log.info({ event: 'cache_evicted', tokenDigest: digest, code: e.code }, 'evicted credentials')
+          this.#log.info(
+            { event: 'cache_evicted', tokenDigest: digest, code: e.code },
+            'evicted credentials',
+          )
         }
         this.#log.warn(
           {
@@ -228,7 +233,7 @@ export class CredentialCache {
       token,
       {
         expMs: e.tokenExpMs,
-        nbfMs: e.tokenNbfMs,
+        nbfMs: e.tokenNbfMs + NBF_SKEW_MS,
         namespace: e.namespace,
         serviceAccount: e.serviceAccount,
         podName: e.podName,

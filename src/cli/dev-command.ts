@@ -60,25 +60,35 @@ export async function runDevCommand(argv: string[]): Promise<number> {
     throw new UsageError(`dev: --port "${values.port}" is not a port; expected an integer 0-65535`)
   }
   if (!(LOG_LEVELS as readonly string[]).includes(values.verbosity)) {
-    throw new UsageError(`dev: --verbosity "${values.verbosity}" is not one of ${LOG_LEVELS.join(', ')}`)
+    throw new UsageError(
+      `dev: --verbosity "${values.verbosity}" is not one of ${LOG_LEVELS.join(', ')}`,
+    )
   }
   const namespace = values.namespace
   const serviceAccount = values['service-account']
 
-  const [{ TokenIssuer }, { MockEksAuth }, { parseAssociations }, { startAgent }, { staticNodeCredentials }, { fromHttp }] =
-    await Promise.all([
-      import('../mock/token-issuer.js'),
-      import('../mock/mock-eks-auth.js'),
-      import('../mock/associations.js'),
-      import('../agent.js'),
-      import('../node-credentials/default-chain.js'),
-      import('@aws-sdk/credential-provider-http'),
-    ])
+  const [
+    { TokenIssuer },
+    { MockEksAuth },
+    { parseAssociations },
+    { startAgent },
+    { staticNodeCredentials },
+    { fromHttp },
+  ] = await Promise.all([
+    import('../mock/token-issuer.js'),
+    import('../mock/mock-eks-auth.js'),
+    import('../mock/associations.js'),
+    import('../agent.js'),
+    import('../node-credentials/default-chain.js'),
+    import('@aws-sdk/credential-provider-http'),
+  ])
 
   let associations
   try {
     associations = parseAssociations(
-      JSON.stringify({ associations: [{ namespace, serviceAccount, roleArn: values['role-arn'] }] }),
+      JSON.stringify({
+        associations: [{ namespace, serviceAccount, roleArn: values['role-arn'] }],
+      }),
       'dev flags',
     )
   } catch (err) {
@@ -87,7 +97,10 @@ export async function runDevCommand(argv: string[]): Promise<number> {
 
   const clusterName = 'dev-cluster'
   const region = 'us-west-2'
-  const nodeKey = { accessKeyId: 'AKIADEVNODE000000000', secretAccessKey: randomBytes(30).toString('base64') }
+  const nodeKey = {
+    accessKeyId: 'AKIADEVNODE000000000',
+    secretAccessKey: randomBytes(30).toString('base64'),
+  }
   const issuer = await TokenIssuer.generate()
   const mock = new MockEksAuth({
     clusterName,
@@ -145,10 +158,16 @@ export async function runDevCommand(argv: string[]): Promise<number> {
 
   console.log('pod-identity-agent dev: everything runs on this machine; the credentials are fake.')
   console.log('')
-  console.log(`  mock EKS Auth  ${mockUrl}  (cluster ${clusterName}, ${namespace}/${serviceAccount} -> ${values['role-arn']})`)
+  console.log(
+    `  mock EKS Auth  ${mockUrl}  (cluster ${clusterName}, ${namespace}/${serviceAccount} -> ${values['role-arn']})`,
+  )
   console.log(`  agent          ${credentialsUrl}`)
-  console.log(`  probes         http://localhost:${agent.probe.port}/readyz   metrics http://127.0.0.1:${agent.metricsServer.port}/metrics`)
-  console.log(`  token file     ${tokenFile}  (namespace ${namespace}, service account ${serviceAccount})`)
+  console.log(
+    `  probes         http://localhost:${agent.probe.port}/readyz   metrics http://127.0.0.1:${agent.metricsServer.port}/metrics`,
+  )
+  console.log(
+    `  token file     ${tokenFile}  (namespace ${namespace}, service account ${serviceAccount})`,
+  )
   console.log('')
 
   try {
@@ -156,14 +175,18 @@ export async function runDevCommand(argv: string[]): Promise<number> {
       awsContainerCredentialsFullUri: credentialsUrl,
       awsContainerAuthorizationTokenFile: tokenFile,
     })()
-    console.log('Credentials fetched through the AWS SDK for JavaScript (fromHttp), as a pod would:')
+    console.log(
+      'Credentials fetched through the AWS SDK for JavaScript (fromHttp), as a pod would:',
+    )
     console.log(`  AccessKeyId      ${creds.accessKeyId}`)
     console.log(`  SecretAccessKey  ${mask(creds.secretAccessKey)}`)
     console.log(`  SessionToken     ${mask(creds.sessionToken ?? '')}`)
     console.log(`  Expiration       ${creds.expiration?.toISOString() ?? '(none)'}`)
   } catch (err) {
     const e = err as Error & { Code?: string; Message?: string }
-    console.error(`pod-identity-agent dev: the SDK could not get credentials: ${e.Code ?? ''} ${e.Message ?? e.message}`.trim())
+    console.error(
+      `pod-identity-agent dev: the SDK could not get credentials: ${e.Code ?? ''} ${e.Message ?? e.message}`.trim(),
+    )
     await cleanup()
     return 1
   }

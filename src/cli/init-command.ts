@@ -8,7 +8,11 @@ import { UsageError } from './usage-error.js'
 export async function runInitCommand(argv: string[]): Promise<number> {
   let values
   try {
-    ;({ values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } }, strict: true }))
+    ;({ values } = parseArgs({
+      args: argv,
+      options: { help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }))
   } catch (err) {
     throw new UsageError(`initialize: ${describeParseError(err)}`)
   }

@@ -19,18 +19,106 @@ interface FlagSpec {
 export const ENV_PREFIX = 'POD_IDENTITY_AGENT_'
 
 export const SERVER_FLAGS: readonly FlagSpec[] = [
-  { name: 'cluster-name', short: 'c', key: 'clusterName', type: 'string', value: 'NAME', dflt: '(required)', help: 'EKS cluster name sent to EKS Auth' },
-  { name: 'port', short: 'p', key: 'port', type: 'string', value: 'PORT', dflt: '80', help: 'port of the credential listeners' },
-  { name: 'bind-hosts', short: 'b', key: 'bindHosts', type: 'string', multiple: true, value: 'ADDR', dflt: '169.254.170.23,[fd00:ec2::23]', help: 'addresses to serve credentials on (repeatable or comma-separated); each is bound on its own and one that cannot be bound is skipped' },
-  { name: 'probe-port', key: 'probePort', type: 'string', value: 'PORT', dflt: '2703', help: 'port of /healthz and /readyz on localhost' },
-  { name: 'metrics-address', key: 'metricsAddress', type: 'string', value: 'ADDR', dflt: '0.0.0.0', help: 'address of the metrics server' },
-  { name: 'metrics-port', key: 'metricsPort', type: 'string', value: 'PORT', dflt: '2705', help: 'port of /metrics (also serves /healthz and /readyz)' },
-  { name: 'endpoint', key: 'endpoint', type: 'string', value: 'URL', dflt: 'from region', help: 'EKS Auth endpoint override (else AWS_ENDPOINT_URL_EKS_AUTH, AWS_ENDPOINT_URL, then https://eks-auth.REGION.api.aws)' },
-  { name: 'max-cache-size', key: 'maxCacheSize', type: 'string', value: 'N', dflt: '2000', help: 'most cached credential sets (LRU); 0 disables caching' },
-  { name: 'max-credential-retention-before-renewal', key: 'maxCredentialRetention', type: 'string', value: 'DURATION', dflt: '3h', help: 'renew cached credentials at most this long after fetching them; 0 disables caching' },
-  { name: 'max-service-qps', key: 'maxServiceQps', type: 'string', value: 'QPS', dflt: '3', help: 'rate limit of background renewals towards EKS Auth, calls per second' },
-  { name: 'rotate-credentials', key: 'rotateCredentials', type: 'boolean', dflt: 'false', help: "re-read the node's shared credentials file every minute (hybrid nodes)" },
-  { name: 'verbosity', short: 'v', key: 'verbosity', type: 'string', value: 'LEVEL', dflt: 'info', help: 'log level: trace, debug, info, warn, error' },
+  {
+    name: 'cluster-name',
+    short: 'c',
+    key: 'clusterName',
+    type: 'string',
+    value: 'NAME',
+    dflt: '(required)',
+    help: 'EKS cluster name sent to EKS Auth',
+  },
+  {
+    name: 'port',
+    short: 'p',
+    key: 'port',
+    type: 'string',
+    value: 'PORT',
+    dflt: '80',
+    help: 'port of the credential listeners',
+  },
+  {
+    name: 'bind-hosts',
+    short: 'b',
+    key: 'bindHosts',
+    type: 'string',
+    multiple: true,
+    value: 'ADDR',
+    dflt: '169.254.170.23,[fd00:ec2::23]',
+    help: 'addresses to serve credentials on (repeatable or comma-separated); each is bound on its own and one that cannot be bound is skipped',
+  },
+  {
+    name: 'probe-port',
+    key: 'probePort',
+    type: 'string',
+    value: 'PORT',
+    dflt: '2703',
+    help: 'port of /healthz and /readyz on localhost',
+  },
+  {
+    name: 'metrics-address',
+    key: 'metricsAddress',
+    type: 'string',
+    value: 'ADDR',
+    dflt: '0.0.0.0',
+    help: 'address of the metrics server',
+  },
+  {
+    name: 'metrics-port',
+    key: 'metricsPort',
+    type: 'string',
+    value: 'PORT',
+    dflt: '2705',
+    help: 'port of /metrics (also serves /healthz and /readyz)',
+  },
+  {
+    name: 'endpoint',
+    key: 'endpoint',
+    type: 'string',
+    value: 'URL',
+    dflt: 'from region',
+    help: 'EKS Auth endpoint override (else AWS_ENDPOINT_URL_EKS_AUTH, AWS_ENDPOINT_URL, then https://eks-auth.REGION.api.aws)',
+  },
+  {
+    name: 'max-cache-size',
+    key: 'maxCacheSize',
+    type: 'string',
+    value: 'N',
+    dflt: '2000',
+    help: 'most cached credential sets (LRU); 0 disables caching',
+  },
+  {
+    name: 'max-credential-retention-before-renewal',
+    key: 'maxCredentialRetention',
+    type: 'string',
+    value: 'DURATION',
+    dflt: '3h',
+    help: 'renew cached credentials at most this long after fetching them; 0 disables caching',
+  },
+  {
+    name: 'max-service-qps',
+    key: 'maxServiceQps',
+    type: 'string',
+    value: 'QPS',
+    dflt: '3',
+    help: 'rate limit of background renewals towards EKS Auth, calls per second',
+  },
+  {
+    name: 'rotate-credentials',
+    key: 'rotateCredentials',
+    type: 'boolean',
+    dflt: 'false',
+    help: "re-read the node's shared credentials file every minute (hybrid nodes)",
+  },
+  {
+    name: 'verbosity',
+    short: 'v',
+    key: 'verbosity',
+    type: 'string',
+    value: 'LEVEL',
+    dflt: 'info',
+    help: 'log level: trace, debug, info, warn, error',
+  },
 ]
 
 /** Env var name for a flag: --max-cache-size -> POD_IDENTITY_AGENT_MAX_CACHE_SIZE. */
@@ -66,17 +154,26 @@ export function parseServerArgs(
   argv: string[],
   env: NodeJS.ProcessEnv,
 ): { help: true } | { help: false; raw: RawServerOptions } {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+  const options: Record<
+    string,
+    { type: 'string' | 'boolean'; short?: string; multiple?: boolean }
+  > = {
     help: { type: 'boolean', short: 'h' },
   }
   for (const f of SERVER_FLAGS) {
-    options[f.name] = { type: f.type, ...(f.short !== undefined ? { short: f.short } : {}), ...(f.multiple === true ? { multiple: true } : {}) }
+    options[f.name] = {
+      type: f.type,
+      ...(f.short !== undefined ? { short: f.short } : {}),
+      ...(f.multiple === true ? { multiple: true } : {}),
+    }
   }
   let values: Record<string, unknown>
   try {
     ;({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }))
   } catch (err) {
-    throw new UsageError(`server: ${describeParseError(err)} (see pod-identity-agent server --help)`)
+    throw new UsageError(
+      `server: ${describeParseError(err)} (see pod-identity-agent server --help)`,
+    )
   }
   if (values.help === true) return { help: true }
 
@@ -90,12 +187,16 @@ export function parseServerArgs(
         const e = fromEnv.trim().toLowerCase()
         if (TRUE.has(e)) v = true
         else if (FALSE.has(e)) v = false
-        else throw new UsageError(`${envName(f.name)}: "${fromEnv}" is not a boolean; expected true or false`)
+        else
+          throw new UsageError(
+            `${envName(f.name)}: "${fromEnv}" is not a boolean; expected true or false`,
+          )
       }
       ;(raw as Record<string, unknown>)[f.key] = v
     } else if (f.multiple === true) {
       const list = Array.isArray(fromFlag) ? (fromFlag as string[]) : undefined
-      ;(raw as Record<string, unknown>)[f.key] = list ?? (fromEnv !== undefined ? [fromEnv] : undefined)
+      ;(raw as Record<string, unknown>)[f.key] =
+        list ?? (fromEnv !== undefined ? [fromEnv] : undefined)
     } else {
       const v = typeof fromFlag === 'string' ? fromFlag : fromEnv
       ;(raw as Record<string, unknown>)[f.key] = v
@@ -114,7 +215,8 @@ export function describeParseError(err: unknown): string {
       return `unknown flag ${m?.[1] ?? msg}`
     }
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
-      const flag = /(--[A-Za-z0-9-]+)/.exec(msg)?.[1] ?? 'a flag'
+      const flag =
+        /(--[A-Za-z0-9-]+)/.exec(msg)?.[1] ?? /'(-[A-Za-z0-9])'/.exec(msg)?.[1] ?? 'a flag'
       return msg.includes('does not take an argument')
         ? `flag ${flag} takes no value`
         : `flag ${flag} needs a value`

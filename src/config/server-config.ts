@@ -120,13 +120,17 @@ function parseEndpoint(value: string | undefined): string | undefined {
   try {
     url = new URL(value)
   } catch {
-    throw new ConfigError(`--endpoint: "${value}" is not a URL; expected e.g. https://eks-auth.us-west-2.api.aws`)
+    throw new ConfigError(
+      `--endpoint: "${value}" is not a URL; expected e.g. https://eks-auth.us-west-2.api.aws`,
+    )
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`--endpoint: "${value}" must be an http:// or https:// URL`)
   }
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new ConfigError(`--endpoint: "${value}" must not carry credentials, a query or a fragment`)
+    throw new ConfigError(
+      `--endpoint: "${value}" must not carry credentials, a query or a fragment`,
+    )
   }
   return value.replace(/\/+$/, '')
 }
@@ -143,7 +147,8 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     )
   }
 
-  const region = (env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? '').trim()
+  // An empty AWS_REGION counts as unset, as in the AWS SDKs.
+  const region = (env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim()) ?? ''
   if (region === '') {
     throw new ConfigError(
       'no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the cluster, e.g. AWS_REGION=us-west-2',
@@ -174,8 +179,13 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
   }
 
   const metricsAddress = stripBrackets((raw.metricsAddress ?? '0.0.0.0').trim())
-  if (metricsAddress === '' || (isIP(metricsAddress) === 0 && !/^[A-Za-z0-9.-]+$/.test(metricsAddress))) {
-    throw new ConfigError(`--metrics-address: "${raw.metricsAddress}" is not an address or host name`)
+  if (
+    metricsAddress === '' ||
+    (isIP(metricsAddress) === 0 && !/^[A-Za-z0-9.-]+$/.test(metricsAddress))
+  ) {
+    throw new ConfigError(
+      `--metrics-address: "${raw.metricsAddress}" is not an address or host name`,
+    )
   }
 
   const maxCacheSize = parseNonNegativeInt('max-cache-size', raw.maxCacheSize, 2000)

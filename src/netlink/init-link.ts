@@ -42,7 +42,9 @@ function firstLine(s: string): string {
 function explain(step: string, r: IpResult): InitError {
   const why = firstLine(r.stderr) || `exit code ${r.code}`
   if (/Operation not permitted|permission denied/i.test(why)) {
-    return new InitError(`${step}: ${why} (initialize needs CAP_NET_ADMIN on the host network namespace)`)
+    return new InitError(
+      `${step}: ${why} (initialize needs CAP_NET_ADMIN on the host network namespace)`,
+    )
   }
   if (/Unknown device type|unknown link kind|not supported/i.test(why)) {
     return new InitError(
@@ -53,7 +55,9 @@ function explain(step: string, r: IpResult): InitError {
 }
 
 /** Create/refresh the link. Returns notes about optional steps that failed (IPv6). */
-export async function initLink(ip: IpRunner = runIp): Promise<{ created: boolean; notes: string[] }> {
+export async function initLink(
+  ip: IpRunner = runIp,
+): Promise<{ created: boolean; notes: string[] }> {
   const notes: string[] = []
   const show = await ip(['link', 'show', 'dev', LINK_NAME])
   let created = false
@@ -66,7 +70,10 @@ export async function initLink(ip: IpRunner = runIp): Promise<{ created: boolean
   const v4 = await ip(['addr', 'replace', IPV4_ADDRESS, 'dev', LINK_NAME])
   if (v4.code !== 0) throw explain(`adding ${IPV4_ADDRESS} to ${LINK_NAME}`, v4)
   const v6 = await ip(['-6', 'addr', 'replace', IPV6_ADDRESS, 'dev', LINK_NAME, 'nodad'])
-  if (v6.code !== 0) notes.push(`IPv6 address ${IPV6_ADDRESS} not added: ${firstLine(v6.stderr) || `exit code ${v6.code}`}`)
+  if (v6.code !== 0)
+    notes.push(
+      `IPv6 address ${IPV6_ADDRESS} not added: ${firstLine(v6.stderr) || `exit code ${v6.code}`}`,
+    )
   const up = await ip(['link', 'set', 'dev', LINK_NAME, 'up'])
   if (up.code !== 0) throw explain(`bringing ${LINK_NAME} up`, up)
   return { created, notes }

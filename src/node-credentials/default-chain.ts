@@ -3,11 +3,12 @@
 // lazily on first use (the agent must be ready within 500 ms); preloadDefaultNodeCredentials()
 // warms the import in the background once the listeners are up.
 
+import type * as CredentialProviderNode from '@aws-sdk/credential-provider-node'
 import type { DefaultProviderInit } from '@aws-sdk/credential-provider-node'
 import { NodeCredentialsError } from '../errors.js'
 import type { NodeCredentials, NodeCredentialsProvider } from '../upstream/types.js'
 
-type CredentialProviderNodeModule = typeof import('@aws-sdk/credential-provider-node')
+type CredentialProviderNodeModule = typeof CredentialProviderNode
 
 let modulePromise: Promise<CredentialProviderNodeModule> | undefined
 

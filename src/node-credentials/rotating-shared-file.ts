@@ -13,7 +13,9 @@ export interface RotatingSharedFileOptions {
   profile?: string
 }
 
-export function createRotatingSharedFileProvider(o: RotatingSharedFileOptions): NodeCredentialsProvider {
+export function createRotatingSharedFileProvider(
+  o: RotatingSharedFileOptions,
+): NodeCredentialsProvider {
   const rereadMs = o.rereadMs ?? 60_000
   let cached: { creds: NodeCredentials; readAtMs: number } | undefined
   let pending: Promise<NodeCredentials> | undefined
@@ -23,16 +25,25 @@ export function createRotatingSharedFileProvider(o: RotatingSharedFileOptions): 
     const profile = o.profile ?? process.env.AWS_PROFILE ?? 'default'
     try {
       const c = await fromIni({ profile, ignoreCache: true })()
-      return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration }
+      return {
+        accessKeyId: c.accessKeyId,
+        secretAccessKey: c.secretAccessKey,
+        sessionToken: c.sessionToken,
+        expiration: c.expiration,
+      }
     } catch (err) {
       const m = err instanceof Error ? err.message.split('\n')[0] : String(err)
-      throw new NodeCredentialsError(`unable to read the node's shared credentials file (profile ${profile}): ${m}`, { cause: err })
+      throw new NodeCredentialsError(
+        `unable to read the node's shared credentials file (profile ${profile}): ${m}`,
+        { cause: err },
+      )
     }
   }
 
   return () => {
     const now = o.clock.now()
-    if (cached !== undefined && now - cached.readAtMs < rereadMs) return Promise.resolve(cached.creds)
+    if (cached !== undefined && now - cached.readAtMs < rereadMs)
+      return Promise.resolve(cached.creds)
     pending ??= read().then(
       (creds) => {
         cached = { creds, readAtMs: o.clock.now() }
@@ -42,7 +53,8 @@ export function createRotatingSharedFileProvider(o: RotatingSharedFileOptions): 
       (err: unknown) => {
         pending = undefined
         // A broken rewrite keeps the last good credentials until they would have been re-read twice.
-        if (cached !== undefined && o.clock.now() - cached.readAtMs < 2 * rereadMs) return cached.creds
+        if (cached !== undefined && o.clock.now() - cached.readAtMs < 2 * rereadMs)
+          return cached.creds
         throw err
       },
     )

@@ -53,7 +53,10 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     sendError(res, err, head)
     responses.inc(err.statusCode)
     if (debug && err.statusCode < 500) {
-      logger.debug({ event: 'request_refused', status: err.statusCode, code: err.code, error: err.message }, 'refused request')
+      logger.debug(
+        { event: 'request_refused', status: err.statusCode, code: err.code, error: err.message },
+        'refused request',
+      )
     }
   }
 
@@ -63,13 +66,24 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     responses.inc(200)
     if (trace) {
       logger.trace(
-        { event: 'served', cache: cacheState, tokenDigest: entry.digest, namespace: entry.namespace, serviceAccount: entry.serviceAccount },
+        {
+          event: 'served',
+          cache: cacheState,
+          tokenDigest: entry.digest,
+          namespace: entry.namespace,
+          serviceAccount: entry.serviceAccount,
+        },
         'served credentials',
       )
     }
   }
 
-  async function miss(res: ServerResponse, token: string, nowMs: number, head: boolean): Promise<void> {
+  async function miss(
+    res: ServerResponse,
+    token: string,
+    nowMs: number,
+    head: boolean,
+  ): Promise<void> {
     let claims
     try {
       claims = parseToken(token)
@@ -101,14 +115,19 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       const name = raw[i] as string
       switch (name.length) {
         case 4:
-          if (host === '' && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) {
+          if (
+            host === '' &&
+            (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')
+          ) {
             host = raw[i + 1] as string
           }
           break
         case 13:
           if (
             token === undefined &&
-            (name === 'Authorization' || name === 'authorization' || name.toLowerCase() === 'authorization')
+            (name === 'Authorization' ||
+              name === 'authorization' ||
+              name.toLowerCase() === 'authorization')
           ) {
             token = raw[i + 1] as string
           }

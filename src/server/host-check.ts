@@ -22,26 +22,36 @@ export class HostCheck {
   /** Throws a 403 RequestError unless `host` (the raw Host header, '' when absent) is allowed. */
   check(host: string): void {
     if (this.#fast.has(host)) return
-    const name = normaliseHost(host)
-    if (this.#hosts.has(name)) return
+    const name = stripPort(host)
+    if (this.#hosts.has(name.toLowerCase())) return
     throw new RequestError(
       'AccessDenied',
       403,
-      `Access Denied. Called agent through invalid address, please use either ${this.#listText} address not ${name}`,
+      `Access Denied. Called agent through invalid address, please use either ${this.#listText} address not ${name.slice(0, 255)}`,
     )
   }
 }
 
-/** "169.254.170.23:80" -> "169.254.170.23", "[fd00:ec2::23]:80" -> "fd00:ec2::23". */
-export function normaliseHost(host: string): string {
-  let h = host.trim()
+/**
+ * Port and brackets stripped, as the reference does with SplitHostPort: "169.254.170.23:80" ->
+ * "169.254.170.23", "[fd00:ec2::23]:80" -> "fd00:ec2::23". Anything that is not exactly
+ * host[:port] or [ipv6][:port] is returned unchanged (and so matches no bind host).
+ */
+export function stripPort(host: string): string {
+  const h = host.trim()
   if (h.startsWith('[')) {
     const end = h.indexOf(']')
-    if (end !== -1) h = h.slice(1, end)
-  } else {
-    const colon = h.indexOf(':')
-    // host:port; a bare IPv6 literal (more than one colon) stays as it is
-    if (colon !== -1 && h.indexOf(':', colon + 1) === -1) h = h.slice(0, colon)
+    if (end === -1) return h
+    const rest = h.slice(end + 1)
+    return rest === '' || /^:\d*$/.test(rest) ? h.slice(1, end) : h
   }
-  return h.toLowerCase()
+  const colon = h.indexOf(':')
+  // host:port; a bare IPv6 literal (more than one colon) stays as it is
+  if (colon !== -1 && h.indexOf(':', colon + 1) === -1) return h.slice(0, colon)
+  return h
+}
+
+/** Lower-cased stripPort, for comparisons. */
+export function normaliseHost(host: string): string {
+  return stripPort(host).toLowerCase()
 }

@@ -66,7 +66,10 @@ export async function bindCredentialListeners(
     const host = hosts[i] as string
     if (r.status === 'fulfilled') {
       bound.push(r.value)
-      logger.info({ event: 'listening', host: r.value.host, port: r.value.port }, 'serving credentials')
+      logger.info(
+        { event: 'listening', host: r.value.host, port: r.value.port },
+        'serving credentials',
+      )
     } else {
       const e = r.reason as NodeJS.ErrnoException
       const why = e.code ?? e.message

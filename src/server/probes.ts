@@ -51,12 +51,16 @@ function selfCheck(t: ProbeTarget, nonce: string, timeoutMs: number): Promise<st
       req.destroy()
       resolve(`${host}:${t.port} did not answer within ${timeoutMs} ms`)
     })
-    req.on('error', (err: NodeJS.ErrnoException) => resolve(`${host}:${t.port}: ${err.code ?? err.message}`))
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      resolve(`${host}:${t.port}: ${err.code ?? err.message}`),
+    )
     req.end()
   })
 }
 
-export function createProbeHandler(o: ProbeOptions): (req: IncomingMessage, res: ServerResponse) => void {
+export function createProbeHandler(
+  o: ProbeOptions,
+): (req: IncomingMessage, res: ServerResponse) => void {
   const timeoutMs = o.timeoutMs ?? 2000
   return (req, res) => {
     const head = req.method === 'HEAD'
@@ -91,7 +95,10 @@ export function createProbeHandler(o: ProbeOptions): (req: IncomingMessage, res:
           const registry = o.registry
           registry.metrics().then(
             (body) => {
-              res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(body) })
+              res.writeHead(200, {
+                'Content-Type': registry.contentType,
+                'Content-Length': Buffer.byteLength(body),
+              })
               res.end(head ? undefined : body)
             },
             () => text(res, 500, 'metrics collection failed\n', head),

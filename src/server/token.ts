@@ -16,8 +16,20 @@ export interface TokenClaims {
 
 /** Algorithms golang-jwt has registered; any other `alg` is "unavailable" there. */
 const KNOWN_ALGS = new Set([
-  'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512',
-  'PS256', 'PS384', 'PS512', 'EdDSA', 'none',
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'EdDSA',
+  'none',
 ])
 
 const BASE64URL_RAW = /^[A-Za-z0-9_-]*$/
@@ -64,7 +76,9 @@ function str(v: unknown): string | undefined {
 }
 
 function obj(v: unknown): Record<string, unknown> | undefined {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined
 }
 
 /** Parse a token without verifying its signature. Throws a 400 RequestError when it is not a JWT. */
@@ -117,11 +131,18 @@ export function parseToken(token: string): TokenClaims {
   }
 }
 
-/** The reference's claim validation: expired when now >= exp, not yet valid when now < nbf. */
+/**
+ * Clock-skew allowance for `nbf`: a token the API server issued a moment ago must not be refused
+ * because the node's clock is a little behind (the reference's newer local validation allows 1
+ * minute). `exp` stays strict, as in the reference.
+ */
+export const NBF_SKEW_MS = 60_000
+
+/** The reference's claim validation: expired when now >= exp, not yet valid when now < nbf (- skew). */
 export function checkTokenTimes(claims: TokenClaims, nowMs: number): void {
   const errs: string[] = []
   if (nowMs >= claims.expMs) errs.push('token is expired')
-  if (nowMs < claims.nbfMs) errs.push('token is not valid yet')
+  if (nowMs < claims.nbfMs - NBF_SKEW_MS) errs.push('token is not valid yet')
   if (errs.length > 0) {
     throw new RequestError(
       'InvalidTokenClaims',

@@ -3,9 +3,11 @@
 // Retries only what can heal by itself (connection errors, timeouts, 500/502/503/504); never a
 // 4xx, so throttling is never amplified. Messages never carry a token, key or secret.
 
-import { Hash } from '@smithy/hash-node'
-import { SignatureV4 } from '@smithy/signature-v4'
-import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici'
+// undici and the signer are imported lazily (see #load): undici alone costs 100-300 ms of start-up
+// on a small node, and the agent must be ready within 500 ms. Types only here.
+import type { SignatureV4 } from '@smithy/signature-v4'
+import type * as Undici from 'undici'
+import type { Dispatcher } from 'undici'
 import {
   AgentError,
   InvalidUpstreamResponseError,
@@ -155,11 +157,21 @@ async function readCapped(
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
 }
 
+/** What #load builds once per client: the HTTP entry point, the dispatcher and the signer. */
+interface Transport {
+  request: typeof Undici.request
+  dispatcher: Dispatcher
+  signer: SignatureV4
+}
+
 export class EksAuthClient implements CredentialFetcher {
   readonly #clock: Clock
-  readonly #signer: SignatureV4
-  readonly #dispatcher: Dispatcher
-  readonly #ownsDispatcher: boolean
+  readonly #region: string
+  readonly #credentials: () => Promise<NodeCredentials>
+  readonly #injectedDispatcher: Dispatcher | undefined
+  readonly #connectTimeoutMs: number
+  #transport: Transport | undefined
+  #loading: Promise<Transport> | undefined
   readonly #protocol: string
   readonly #hostname: string
   readonly #port: number | undefined
@@ -190,28 +202,18 @@ export class EksAuthClient implements CredentialFetcher {
     this.#path = `${url.pathname.replace(/\/+$/, '')}/clusters/${opts.clusterName}/assume-role-for-pod-identity`
     this.#url = `${url.origin}${this.#path}`
 
-    const connectTimeoutMs = positive('connectTimeoutMs', opts.connectTimeoutMs, 500)
+    this.#region = opts.region
+    this.#connectTimeoutMs = positive('connectTimeoutMs', opts.connectTimeoutMs, 500)
     this.#attemptTimeoutMs = positive('attemptTimeoutMs', opts.attemptTimeoutMs, 1000)
     this.#maxAttempts = Math.floor(positive('maxAttempts', opts.maxAttempts, 3))
     this.#totalTimeoutMs = positive('totalTimeoutMs', opts.totalTimeoutMs, 3000)
     this.#random = opts.random ?? Math.random
     this.#onAttempt = opts.onAttempt
 
-    if (opts.dispatcher !== undefined) {
-      this.#dispatcher = opts.dispatcher
-      this.#ownsDispatcher = false
-    } else {
-      this.#dispatcher = new EnvHttpProxyAgent({
-        connect: { timeout: connectTimeoutMs },
-        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-        headersTimeout: this.#attemptTimeoutMs,
-        bodyTimeout: this.#attemptTimeoutMs,
-      })
-      this.#ownsDispatcher = true
-    }
+    this.#injectedDispatcher = opts.dispatcher
 
     const provider = opts.credentials
-    const credentials = async (): Promise<NodeCredentials> => {
+    this.#credentials = async (): Promise<NodeCredentials> => {
       try {
         return await provider()
       } catch (err) {
@@ -222,13 +224,56 @@ export class EksAuthClient implements CredentialFetcher {
         )
       }
     }
-    // One signer for the client's life: it caches derived signing keys.
-    this.#signer = new SignatureV4({
-      service: 'eks-auth',
-      region: opts.region,
-      credentials,
-      sha256: Hash.bind(null, 'sha256'),
-    })
+  }
+
+  /**
+   * Imports undici and the SigV4 signer and builds the dispatcher and the signer, once per client
+   * (concurrent callers share the promise; a failed import is retried by the next call).
+   */
+  #load(): Promise<Transport> {
+    if (this.#loading === undefined) {
+      const p = (async (): Promise<Transport> => {
+        const [undici, sigv4, hashNode] = await Promise.all([
+          import('undici'),
+          import('@smithy/signature-v4'),
+          import('@smithy/hash-node'),
+        ])
+        const dispatcher =
+          this.#injectedDispatcher ??
+          new undici.EnvHttpProxyAgent({
+            connect: { timeout: this.#connectTimeoutMs },
+            keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+            headersTimeout: this.#attemptTimeoutMs,
+            bodyTimeout: this.#attemptTimeoutMs,
+          })
+        // One signer for the client's life: it caches derived signing keys.
+        const signer = new sigv4.SignatureV4({
+          service: 'eks-auth',
+          region: this.#region,
+          credentials: this.#credentials,
+          sha256: hashNode.Hash.bind(null, 'sha256'),
+        })
+        const transport = { request: undici.request, dispatcher, signer }
+        this.#transport = transport
+        return transport
+      })()
+      this.#loading = p
+      p.catch(() => {
+        if (this.#loading === p) this.#loading = undefined
+      })
+    }
+    return this.#loading
+  }
+
+  /**
+   * Loads the HTTP client and signer in the background (call it once the listeners are up) so
+   * the first upstream call does not pay for the imports. Never rejects.
+   */
+  preload(): Promise<void> {
+    return this.#load().then(
+      () => undefined,
+      () => undefined,
+    )
   }
 
   async fetchCredentials(token: string, signal?: AbortSignal): Promise<PodCredentials> {
@@ -252,12 +297,14 @@ export class EksAuthClient implements CredentialFetcher {
 
   /** Closes the default dispatcher's sockets. An injected dispatcher is left to its owner. */
   async close(): Promise<void> {
-    if (this.#ownsDispatcher) await this.#dispatcher.close()
+    if (this.#loading === undefined || this.#injectedDispatcher !== undefined) return
+    const transport = await this.#loading.catch(() => undefined)
+    await transport?.dispatcher.close()
   }
 
-  async #sign(body: Buffer): Promise<Record<string, string>> {
+  async #sign(signer: SignatureV4, body: Buffer): Promise<Record<string, string>> {
     try {
-      const signed = await this.#signer.sign(
+      const signed = await signer.sign(
         {
           method: 'POST',
           protocol: this.#protocol,
@@ -286,7 +333,8 @@ export class EksAuthClient implements CredentialFetcher {
   }
 
   async #attempt(body: Buffer, attempt: number, signal?: AbortSignal): Promise<PodCredentials> {
-    const headers = await this.#sign(body)
+    const transport = this.#transport ?? (await this.#load())
+    const headers = await this.#sign(transport.signer, body)
     if (signal?.aborted) throw callerAbortError(signal)
 
     const t0 = this.#clock.now()
@@ -304,11 +352,11 @@ export class EksAuthClient implements CredentialFetcher {
     try {
       let res: Dispatcher.ResponseData
       try {
-        res = await request(this.#url, {
+        res = await transport.request(this.#url, {
           method: 'POST',
           headers,
           body,
-          dispatcher: this.#dispatcher,
+          dispatcher: transport.dispatcher,
           signal: ac.signal,
           headersTimeout: this.#attemptTimeoutMs,
           bodyTimeout: this.#attemptTimeoutMs,
@@ -346,7 +394,7 @@ export class EksAuthClient implements CredentialFetcher {
       let buf: Buffer | undefined
       try {
         buf = await readCapped(res.body, resHeaders, MAX_RESPONSE_BYTES)
-      } catch (err) {
+      } catch {
         if (signal?.aborted) throw callerAbortError(signal)
         res.body.destroy()
         buf = undefined // the status and headers are still known

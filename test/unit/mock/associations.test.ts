@@ -30,14 +30,22 @@ describe('parseAssociations', () => {
       JSON.stringify({
         associations: [
           { namespace: 'default', serviceAccount: 'app', roleArn: ROLE, durationSeconds: 3600 },
-          { namespace: 'kube-system', serviceAccount: 'agent.v1', roleArn: 'arn:aws-cn:iam::123456789012:role/path/to/R' },
+          {
+            namespace: 'kube-system',
+            serviceAccount: 'agent.v1',
+            roleArn: 'arn:aws-cn:iam::123456789012:role/path/to/R',
+          },
         ],
       }),
       'a.json',
     )
     expect(list).toEqual([
       { namespace: 'default', serviceAccount: 'app', roleArn: ROLE, durationSeconds: 3600 },
-      { namespace: 'kube-system', serviceAccount: 'agent.v1', roleArn: 'arn:aws-cn:iam::123456789012:role/path/to/R' },
+      {
+        namespace: 'kube-system',
+        serviceAccount: 'agent.v1',
+        roleArn: 'arn:aws-cn:iam::123456789012:role/path/to/R',
+      },
     ])
   })
 
@@ -138,12 +146,19 @@ describe('loadAssociationsFile', () => {
 
   it('loads a YAML file', async () => {
     const file = join(dir, 'a.yml')
-    await writeFile(file, `associations:\n- {namespace: ns, serviceAccount: sa, roleArn: "${ROLE}"}\n`)
-    expect(await loadAssociationsFile(file)).toEqual([{ namespace: 'ns', serviceAccount: 'sa', roleArn: ROLE }])
+    await writeFile(
+      file,
+      `associations:\n- {namespace: ns, serviceAccount: sa, roleArn: "${ROLE}"}\n`,
+    )
+    expect(await loadAssociationsFile(file)).toEqual([
+      { namespace: 'ns', serviceAccount: 'sa', roleArn: ROLE },
+    ])
   })
 
   it('names the file when it cannot be read', async () => {
     const file = join(dir, 'missing.json')
-    await expect(loadAssociationsFile(file)).rejects.toThrow(`${file}: cannot read associations file (ENOENT)`)
+    await expect(loadAssociationsFile(file)).rejects.toThrow(
+      `${file}: cannot read associations file (ENOENT)`,
+    )
   })
 })

@@ -40,7 +40,10 @@ describe('TokenIssuer', () => {
       },
     })
     expect(claims.jti).toMatch(UUID)
-    const k8s = claims['kubernetes.io'] as { serviceaccount: { uid: string }; node: { uid: string } }
+    const k8s = claims['kubernetes.io'] as {
+      serviceaccount: { uid: string }
+      node: { uid: string }
+    }
     expect(k8s.serviceaccount.uid).toMatch(UUID)
     expect(k8s.node.uid).toMatch(UUID)
   })
@@ -62,7 +65,10 @@ describe('TokenIssuer', () => {
       nbf: 2000,
       exp: 1000 + 86400,
     })
-    const k8s = claims['kubernetes.io'] as { pod: { name: string; uid: string }; node: { name: string } }
+    const k8s = claims['kubernetes.io'] as {
+      pod: { name: string; uid: string }
+      node: { name: string }
+    }
     expect(k8s.pod.name).toBe('sa-local')
     expect(k8s.pod.uid).toMatch(UUID)
     expect(k8s.node.name).toBe('local-node')
@@ -95,6 +101,8 @@ describe('TokenIssuer', () => {
     const token = await ec.mint({ namespace: 'a', serviceAccount: 'b' })
     expect(decodeProtectedHeader(token).alg).toBe('ES256')
     await expect(jwtVerify(token, createLocalJWKSet(ec.publicJwks()))).resolves.toBeDefined()
-    await expect(TokenIssuer.fromPrivateJwk(ec.publicJwks().keys[0]!)).rejects.toThrow(/not a private key/)
+    await expect(TokenIssuer.fromPrivateJwk(ec.publicJwks().keys[0]!)).rejects.toThrow(
+      /not a private key/,
+    )
   })
 })

@@ -1,0 +1,202 @@
+// Integration harness: the real mock EKS Auth and the real agent on loopback port 0, a token
+// issuer, token files, and every log line the agent writes (at trace level, for leak checks).
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { fromHttp } from '@aws-sdk/credential-provider-http'
+import type { AgentDeps, RunningAgent } from '../../src/agent.js'
+import { startAgent } from '../../src/agent.js'
+import type { ServerConfig } from '../../src/config/server-config.js'
+import type { Association } from '../../src/mock/associations.js'
+import type { MockEksAuthOptions } from '../../src/mock/mock-eks-auth.js'
+import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
+import type { MintOptions } from '../../src/mock/token-issuer.js'
+import { TokenIssuer } from '../../src/mock/token-issuer.js'
+import { staticNodeCredentials } from '../../src/node-credentials/default-chain.js'
+import { createLogger } from '../../src/util/logger.js'
+
+export const NODE_KEY = {
+  accessKeyId: 'AKIAHARNESSNODE00001',
+  secretAccessKey: 'harnessNodeSecretKey/0123456789abcdefghijk',
+  sessionToken: 'harnessNodeSessionToken0123456789',
+}
+
+export const DEFAULT_ASSOCIATIONS: Association[] = [
+  { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/App' },
+  {
+    namespace: 'team-b',
+    serviceAccount: 'worker',
+    roleArn: 'arn:aws:iam::444455556666:role/Worker',
+  },
+]
+
+export interface HarnessOptions {
+  config?: Partial<ServerConfig>
+  mock?: Partial<MockEksAuthOptions>
+  deps?: Partial<AgentDeps>
+  /** Start the mock? (false: the agent points at a closed port). Default true. */
+  startMock?: boolean
+}
+
+export interface Harness {
+  mock: MockEksAuth
+  issuer: TokenIssuer
+  agent: RunningAgent
+  /** http://127.0.0.1:PORT/v1/credentials */
+  url: string
+  port: number
+  /** Every log line the agent wrote. */
+  logs: string[]
+  /** Every secret the harness saw (tokens minted, credentials answered): for leak checks. */
+  secrets: Set<string>
+  mint(opts?: Partial<MintOptions>): Promise<string>
+  /** Write a token to a fresh file; returns its path. */
+  tokenFile(token: string): Promise<string>
+  /** Fetch through the real SDK provider (fromHttp), no retries unless asked. */
+  sdkFetch(
+    tokenFile: string,
+    opts?: { maxRetries?: number; timeout?: number },
+  ): ReturnType<ReturnType<typeof fromHttp>>
+  metricsText(): Promise<string>
+  close(): Promise<void>
+}
+
+export function baseConfig(over: Partial<ServerConfig> = {}): ServerConfig {
+  return {
+    clusterName: 'test-cluster',
+    port: 0,
+    bindHosts: ['127.0.0.1'],
+    probePort: 0,
+    metricsAddress: '127.0.0.1',
+    metricsPort: 0,
+    endpoint: undefined,
+    region: 'us-west-2',
+    maxCacheSize: 2000,
+    maxCredentialRetentionMs: 3 * 3_600_000,
+    maxServiceQps: 3,
+    rotateCredentials: false,
+    verbosity: 'trace',
+    ...over,
+  }
+}
+
+export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
+  const issuer = await TokenIssuer.generate()
+  const mock = new MockEksAuth({
+    clusterName: 'test-cluster',
+    associations: DEFAULT_ASSOCIATIONS,
+    jwks: issuer.publicJwks(),
+    nodeCredentials: [
+      { accessKeyId: NODE_KEY.accessKeyId, secretAccessKey: NODE_KEY.secretAccessKey },
+    ],
+    ...o.mock,
+  })
+  const mockUrl = o.startMock === false ? 'http://127.0.0.1:9' : await mock.start()
+  const logs: string[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(line)
+      cb()
+    },
+  })
+  const config = baseConfig({ endpoint: mockUrl, ...o.config })
+  const agent = await startAgent(config, {
+    logger: createLogger(config.verbosity, sink),
+    nodeCredentials: staticNodeCredentials(NODE_KEY),
+    processMetrics: false,
+    ...o.deps,
+  })
+  const listener = agent.listeners[0]!
+  const url = `http://${listener.host}:${listener.port}/v1/credentials`
+  const dir = await mkdtemp(join(tmpdir(), 'pia-test-'))
+  let n = 0
+  const secrets = new Set<string>([NODE_KEY.secretAccessKey, NODE_KEY.sessionToken])
+
+  const h: Harness = {
+    mock,
+    issuer,
+    agent,
+    url,
+    port: listener.port,
+    logs,
+    secrets,
+    async mint(opts = {}) {
+      const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app', ...opts })
+      secrets.add(token)
+      return token
+    },
+    async tokenFile(token) {
+      const file = join(dir, `token-${++n}`)
+      await writeFile(file, token)
+      return file
+    },
+    async sdkFetch(tokenFile, opts = {}) {
+      const creds = await fromHttp({
+        awsContainerCredentialsFullUri: url,
+        awsContainerAuthorizationTokenFile: tokenFile,
+        maxRetries: opts.maxRetries ?? 0,
+        timeout: opts.timeout ?? 5000,
+      })()
+      secrets.add(creds.secretAccessKey)
+      if (creds.sessionToken !== undefined) secrets.add(creds.sessionToken)
+      return creds
+    },
+    metricsText: () => agent.registry.metrics(),
+    async close() {
+      await agent.close(500)
+      await mock.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+  return h
+}
+
+/** A plain GET with chosen headers (for hostile requests no SDK would send). */
+export async function rawGet(
+  url: string,
+  headers: Record<string, string>,
+  method = 'GET',
+): Promise<{
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}> {
+  const { request } = await import('node:http')
+  const u = new URL(url)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method,
+        headers,
+        agent: false,
+        setHost: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        )
+      },
+    )
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** Parse a Prometheus exposition value: `name{labels} value`. */
+export function metricValue(text: string, series: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1))
+  }
+  return undefined
+}

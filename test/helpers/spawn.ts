@@ -1,0 +1,111 @@
+// Run the built CLI (dist/main.js) as a real process.
+
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url))
+
+export interface Done {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Run the CLI to completion (killed after timeoutMs). */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 15_000,
+): Promise<Done> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('close', (code) => {
+      clearTimeout(t)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+export interface Running {
+  child: ChildProcess
+  lines: string[]
+  /** Resolves with the first JSON log line matching pred. */
+  waitFor(
+    pred: (l: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>
+  exited: Promise<Done>
+}
+
+/** Start a long-running CLI command and follow its JSON log lines on stdout. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv): Running {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const lines: string[] = []
+  let stdout = ''
+  let stderr = ''
+  let buf = ''
+  const waiters: Array<() => void> = []
+  child.stdout!.on('data', (c: Buffer) => {
+    stdout += c.toString()
+    buf += c.toString()
+    let i: number
+    while ((i = buf.indexOf('\n')) !== -1) {
+      lines.push(buf.slice(0, i))
+      buf = buf.slice(i + 1)
+    }
+    for (const w of waiters.splice(0)) w()
+  })
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
+  const exited = new Promise<Done>((resolve) =>
+    child.on('close', (code) => {
+      for (const w of waiters.splice(0)) w()
+      resolve({ code, stdout, stderr })
+    }),
+  )
+  return {
+    child,
+    lines,
+    exited,
+    waitFor(pred, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const deadline = setTimeout(
+          () => reject(new Error(`no matching log line; got:\n${lines.join('\n')}\n${stderr}`)),
+          timeoutMs,
+        )
+        const check = (): void => {
+          for (const l of lines) {
+            try {
+              const o = JSON.parse(l) as Record<string, unknown>
+              if (pred(o)) {
+                clearTimeout(deadline)
+                resolve(o)
+                return
+              }
+            } catch {
+              // not JSON
+            }
+          }
+          if (child.exitCode !== null) {
+            clearTimeout(deadline)
+            reject(new Error(`process exited ${child.exitCode}: ${stderr}`))
+            return
+          }
+          waiters.push(check)
+        }
+        check()
+      })
+    },
+  }
+}

@@ -1,0 +1,325 @@
+// The credential endpoint end to end: real agent, real mock EKS Auth, real SDK provider (fromHttp).
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { Harness } from '../helpers/harness.js'
+import { metricValue, rawGet, startHarness } from '../helpers/harness.js'
+
+const allLogs: string[] = []
+const allBodies: string[] = []
+const allMetrics: string[] = []
+const allSecrets = new Set<string>()
+
+async function collect(h: Harness): Promise<void> {
+  allLogs.push(...h.logs)
+  allMetrics.push(await h.metricsText())
+  for (const s of h.secrets) allSecrets.add(s)
+}
+
+describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
+  let h: Harness
+  beforeAll(async () => {
+    h = await startHarness()
+  })
+  afterAll(async () => {
+    await collect(h)
+    await h.close()
+  })
+  afterEach(() => {
+    h.mock.resetStats()
+    h.mock.setFaults({ latencyMs: 0, throttleQps: 0, errorRate: 0, down: false })
+  })
+
+  it('returns the credentials EKS Auth issued, in the SDK format', async () => {
+    const token = await h.mint()
+    const creds = await h.sdkFetch(await h.tokenFile(token))
+    expect(creds.accessKeyId).toMatch(/^ASIA[A-Z2-7]{16}$/)
+    expect(creds.secretAccessKey).toHaveLength(40)
+    expect(creds.sessionToken?.length).toBeGreaterThan(100)
+    const leftMs = creds.expiration!.getTime() - Date.now()
+    expect(leftMs).toBeGreaterThan(5.9 * 3_600_000)
+    expect(leftMs).toBeLessThanOrEqual(6 * 3_600_000)
+    expect(h.mock.stats.requests).toBe(1)
+    expect(h.mock.stats.accessKeyIds).toEqual(['AKIAHARNESSNODE00001'])
+
+    // The raw body: exact key order, AccountId from the assumed-role ARN, Expiration ending in Z.
+    const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
+    allBodies.push(res.body)
+    expect(res.status).toBe(200)
+    expect(res.headers['content-type']).toBe('application/json')
+    const body = JSON.parse(res.body) as Record<string, string>
+    expect(Object.keys(body)).toEqual([
+      'AccessKeyId',
+      'SecretAccessKey',
+      'Token',
+      'AccountId',
+      'Expiration',
+    ])
+    expect(body.AccountId).toBe('111122223333')
+    expect(body.AccessKeyId).toBe(creds.accessKeyId)
+    expect(body.Expiration).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
+    expect(new Date(body.Expiration!).getTime()).toBe(creds.expiration!.getTime())
+    expect(h.mock.stats.requests).toBe(1) // the second request was a cache hit
+  })
+
+  it('answers HEAD with the headers of GET and no body', async () => {
+    const token = await h.mint()
+    await h.sdkFetch(await h.tokenFile(token))
+    const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token }, 'HEAD')
+    expect(res.status).toBe(200)
+    expect(res.body).toBe('')
+    expect(Number(res.headers['content-length'])).toBeGreaterThan(100)
+  })
+
+  it('200 concurrent first requests for one token cause exactly one upstream call', async () => {
+    h.mock.setFaults({ latencyMs: 300 })
+    const file = await h.tokenFile(await h.mint({ podName: 'herd' }))
+    const waitsBefore =
+      metricValue(await h.metricsText(), 'pod_identity_cache_singleflight_waits_total') ?? 0
+    const all = await Promise.all(Array.from({ length: 200 }, () => h.sdkFetch(file)))
+    expect(h.mock.stats.requests).toBe(1)
+    expect(new Set(all.map((c) => c.accessKeyId)).size).toBe(1)
+    const waits =
+      metricValue(await h.metricsText(), 'pod_identity_cache_singleflight_waits_total') ?? 0
+    // Requests arriving while the call is in flight join it; later ones are cache hits.
+    expect(waits - waitsBefore).toBeGreaterThan(0)
+    expect(waits - waitsBefore).toBeLessThanOrEqual(199)
+  })
+
+  it('an SDK that gives up still gets the result of the call it started, on its retry', async () => {
+    h.mock.setFaults({ latencyMs: 700 })
+    const file = await h.tokenFile(await h.mint({ podName: 'slow' }))
+    // The SDK gives up after 400 ms and retries 400 ms later; the upstream call goes on meanwhile.
+    const creds = await h.sdkFetch(file, { maxRetries: 3, timeout: 400 })
+    expect(creds.accessKeyId).toMatch(/^ASIA/)
+    expect(h.mock.stats.requests).toBe(1)
+  })
+
+  it('50 sequential requests cost one upstream call', async () => {
+    const file = await h.tokenFile(await h.mint({ podName: 'sequential' }))
+    const first = await h.sdkFetch(file)
+    for (let i = 0; i < 49; i++) {
+      const c = await h.sdkFetch(file)
+      expect(c.accessKeyId).toBe(first.accessKeyId)
+    }
+    expect(h.mock.stats.requests).toBe(1)
+  })
+
+  it('each distinct pod token gets its own credentials', async () => {
+    const a = await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'pod-a' })))
+    const b = await h.sdkFetch(
+      await h.tokenFile(
+        await h.mint({ namespace: 'team-b', serviceAccount: 'worker', podName: 'pod-b' }),
+      ),
+    )
+    expect(a.accessKeyId).not.toBe(b.accessKeyId)
+    expect(h.mock.stats.requests).toBe(2)
+  })
+
+  const badTokens: Array<[string, string | (() => Promise<string>), string, string]> = [
+    ['empty', '', 'MissingToken', 'Service account token cannot be empty'],
+    [
+      'garbage',
+      'not-a-jwt',
+      'MalformedToken',
+      'Service account token cannot be parsed: token is malformed: token contains an invalid number of segments',
+    ],
+    [
+      'bad base64',
+      'a!b.c.d',
+      'MalformedToken',
+      'Service account token cannot be parsed: token is malformed: could not base64 decode header',
+    ],
+  ]
+  for (const [name, token, code, message] of badTokens) {
+    it(`${name} token -> 400 ${code}, no upstream call`, async () => {
+      const file = await h.tokenFile(typeof token === 'string' ? token : await token())
+      const err = (await h.sdkFetch(file).catch((e: unknown) => e)) as Error
+      expect(err).toBeInstanceOf(Error)
+      expect(err.message).toContain('400')
+      const res = await rawGet(h.url, {
+        host: `127.0.0.1:${h.port}`,
+        ...(token === '' ? {} : { authorization: token as string }),
+      })
+      allBodies.push(res.body)
+      expect(res.status).toBe(400)
+      expect(res.headers['content-type']).toBe('application/json')
+      const body = JSON.parse(res.body) as { Code: string; Message: string }
+      expect(body.Code).toBe(code)
+      expect(body.Message.startsWith(message)).toBe(true)
+      expect(h.mock.stats.requests).toBe(0)
+    })
+  }
+
+  it('expired token -> 400 InvalidTokenClaims, no upstream call, even when its credentials are cached', async () => {
+    const expired = await h.mint({ nowMs: Date.now() - 7_200_000, expiresInSeconds: 3600 })
+    const err = (await h.sdkFetch(await h.tokenFile(expired)).catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('400')
+    const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: expired })
+    allBodies.push(res.body)
+    expect(res.status).toBe(400)
+    expect(JSON.parse(res.body)).toEqual({
+      Code: 'InvalidTokenClaims',
+      Message: 'Service account token failed basic claim validations: token is expired',
+    })
+    expect(h.mock.stats.requests).toBe(0)
+  })
+
+  it('foreign Host -> 403 with the reference message; X-Forwarded-For -> 403', async () => {
+    const token = await h.mint()
+    const res = await rawGet(h.url, { host: 'evil.example.com', authorization: token })
+    allBodies.push(res.body)
+    expect(res.status).toBe(403)
+    expect(JSON.parse(res.body)).toEqual({
+      Code: 'AccessDenied',
+      Message:
+        'Access Denied. Called agent through invalid address, please use either [127.0.0.1] address not evil.example.com',
+    })
+    const fwd = await rawGet(h.url, {
+      host: `127.0.0.1:${h.port}`,
+      authorization: token,
+      'x-forwarded-for': '10.0.0.1',
+    })
+    expect(fwd.status).toBe(403)
+    expect((JSON.parse(fwd.body) as { Code: string }).Code).toBe('AccessDenied')
+    expect(h.mock.stats.requests).toBe(0)
+  })
+
+  it('unknown association -> 404 ResourceNotFoundException passed through', async () => {
+    const token = await h.mint({ namespace: 'nobody', serviceAccount: 'nothing' })
+    const err = (await h.sdkFetch(await h.tokenFile(token)).catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('404')
+    const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
+    allBodies.push(res.body)
+    expect(res.status).toBe(404)
+    const body = JSON.parse(res.body) as { Code: string; Message: string }
+    expect(body.Code).toBe('ResourceNotFoundException')
+    expect(body.Message).toMatch(
+      /^\[[0-9a-f-]+\]: \(ResourceNotFoundException\): .+, fault: client$/,
+    )
+    expect(h.mock.stats.requests).toBe(2) // irrecoverable answers are not cached
+  })
+
+  it('upstream throttling -> 429 ThrottlingException, and the agent does not retry it', async () => {
+    h.mock.setFaults({ throttleQps: 1 })
+    await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'first' }))) // takes the only token
+    const token = await h.mint({ podName: 'throttled' })
+    const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
+    allBodies.push(res.body)
+    expect(res.status).toBe(429)
+    expect((JSON.parse(res.body) as { Code: string }).Code).toBe('ThrottlingException')
+    expect(h.mock.stats.byOutcome.ThrottlingException).toBe(1)
+    expect(h.mock.stats.requests).toBe(2)
+  })
+
+  it('upstream 503 is retried inside the budget; persistent 5xx is passed through', async () => {
+    h.mock.setFaults({ errorRate: 1, errorStatus: 503 })
+    const res = await rawGet(h.url, {
+      host: `127.0.0.1:${h.port}`,
+      authorization: await h.mint({ podName: 'five' }),
+    })
+    allBodies.push(res.body)
+    expect(res.status).toBe(503)
+    expect((JSON.parse(res.body) as { Code: string }).Code).toBe('ServiceUnavailableException')
+    expect(res.headers['retry-after']).toBe('1')
+    expect(h.mock.stats.requests).toBe(3)
+  })
+
+  it('other paths -> 404, other methods -> 405, query string ignored', async () => {
+    const token = await h.mint()
+    const nf = await rawGet(h.url.replace('/v1/credentials', '/v2/credentials'), {
+      host: `127.0.0.1:${h.port}`,
+    })
+    expect(nf.status).toBe(404)
+    expect(JSON.parse(nf.body)).toEqual({ Code: 'NotFound', Message: '404 page not found' })
+    const root = await rawGet(h.url.replace('/v1/credentials', '/'), {
+      host: `127.0.0.1:${h.port}`,
+    })
+    expect(root.status).toBe(404)
+    const post = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token }, 'POST')
+    expect(post.status).toBe(405)
+    expect(post.headers.allow).toBe('GET, HEAD')
+    expect((JSON.parse(post.body) as { Code: string }).Code).toBe('MethodNotAllowed')
+    const q = await rawGet(`${h.url}?id=1`, { host: `127.0.0.1:${h.port}`, authorization: token })
+    expect(q.status).toBe(200)
+  })
+
+  it('counts every response in pod_identity_http_response{code}', async () => {
+    const text = await h.metricsText()
+    for (const code of ['200', '400', '403', '404', '405', '429', '503']) {
+      expect(metricValue(text, `pod_identity_http_response{code="${code}"}`)).toBeGreaterThan(0)
+    }
+  })
+})
+
+describe('upstream failures', () => {
+  it('upstream down after warm-up: cached credentials are still served', async () => {
+    const h = await startHarness()
+    try {
+      const file = await h.tokenFile(await h.mint())
+      const first = await h.sdkFetch(file)
+      await h.mock.stop()
+      for (let i = 0; i < 5; i++)
+        expect((await h.sdkFetch(file)).accessKeyId).toBe(first.accessKeyId)
+      // A new pod cannot be served: the agent says why, as JSON, with 502.
+      const res = await rawGet(h.url, {
+        host: `127.0.0.1:${h.port}`,
+        authorization: await h.mint({ podName: 'new' }),
+      })
+      allBodies.push(res.body)
+      expect(res.status).toBe(502)
+      expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamUnreachable')
+    } finally {
+      await collect(h)
+      await h.close()
+    }
+  })
+
+  it('upstream hanging -> 504 UpstreamTimeout within the budget', async () => {
+    const h = await startHarness({ mock: { faults: { latencyMs: 10_000 } } })
+    try {
+      const started = Date.now()
+      const res = await rawGet(h.url, {
+        host: `127.0.0.1:${h.port}`,
+        authorization: await h.mint(),
+      })
+      allBodies.push(res.body)
+      expect(res.status).toBe(504)
+      expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamTimeout')
+      expect(Date.now() - started).toBeLessThan(4000)
+    } finally {
+      await collect(h)
+      await h.close()
+    }
+  })
+
+  it('no upstream at all -> 502 UpstreamUnreachable', async () => {
+    const h = await startHarness({ startMock: false })
+    try {
+      const res = await rawGet(h.url, {
+        host: `127.0.0.1:${h.port}`,
+        authorization: await h.mint(),
+      })
+      allBodies.push(res.body)
+      expect(res.status).toBe(502)
+      expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamUnreachable')
+    } finally {
+      await collect(h)
+      await h.close()
+    }
+  })
+})
+
+describe('secrets never leak', () => {
+  it('no token, secret key or session token in any log line, metric or error body', () => {
+    expect(allLogs.length).toBeGreaterThan(20)
+    expect(allSecrets.size).toBeGreaterThan(10)
+    const haystacks = [...allLogs, ...allMetrics, ...allBodies.filter((b) => b.includes('"Code"'))]
+    for (const secret of allSecrets) {
+      for (const text of haystacks) {
+        if (text.includes(secret)) throw new Error(`secret leaked into: ${text.slice(0, 200)}`)
+      }
+    }
+    // the credential ids and digests are logged, so operators can correlate without secrets
+    expect(allLogs.some((l) => l.includes('"tokenDigest"'))).toBe(true)
+  })
+})

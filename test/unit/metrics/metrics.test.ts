@@ -1,0 +1,135 @@
+import { Registry } from 'prom-client'
+import { describe, expect, it } from 'vitest'
+import { StatusCounter, boundedCode, createMetrics } from '../../../src/metrics/metrics.js'
+
+function setup(entries: () => number = () => 0) {
+  const registry = new Registry()
+  const metrics = createMetrics({
+    registry,
+    version: 'test',
+    cacheEntries: entries,
+    processMetrics: false,
+  })
+  return { registry, metrics }
+}
+
+describe('createMetrics', () => {
+  it('pod_identity_http_response counts per status code', async () => {
+    const { registry, metrics } = setup()
+    metrics.httpResponses.inc(200)
+    metrics.httpResponses.inc(200)
+    metrics.httpResponses.inc(403)
+    const text = await registry.metrics()
+    expect(text).toContain('# TYPE pod_identity_http_response counter')
+    expect(text).toContain('pod_identity_http_response{code="200"} 2')
+    expect(text).toContain('pod_identity_http_response{code="403"} 1')
+    expect(text).not.toContain('pod_identity_http_response{code="500"}')
+  })
+
+  it('scrapes are idempotent (counts are not added twice)', async () => {
+    const { registry, metrics } = setup()
+    metrics.httpResponses.inc(200)
+    await registry.metrics()
+    metrics.httpResponses.inc(200)
+    const text = await registry.metrics()
+    expect(text).toContain('pod_identity_http_response{code="200"} 2')
+  })
+
+  it('cache entries gauge reads the callback at scrape time', async () => {
+    let n = 3
+    const { registry } = setup(() => n)
+    expect(await registry.metrics()).toContain('pod_identity_cache_entries 3')
+    n = 17
+    expect(await registry.metrics()).toContain('pod_identity_cache_entries 17')
+  })
+
+  it('exposes the reference names and ours with their labels', async () => {
+    const { registry, metrics } = setup()
+    metrics.cacheState.inc({ state: 'miss' })
+    metrics.cacheState.inc({ state: 'hit' })
+    metrics.cacheState.inc({ state: 'evicted' })
+    metrics.cacheErrors.inc({ type: 'Recoverable', code: boundedCode('ThrottlingException') })
+    metrics.cacheErrors.inc({ type: 'NonRecoverable', code: boundedCode('Bogus') })
+    metrics.singleFlightWaits.inc(5)
+    metrics.refreshSkipped.inc({ reason: 'rate_limited' })
+    metrics.upstreamRequests.inc({ api: 'eks-auth', outcome: 'success' })
+    metrics.upstreamDuration.observe({ api: 'eks-auth', outcome: 'success' }, 0.02)
+    const text = await registry.metrics()
+    for (const line of [
+      'pod_identity_cache_state{state="miss"} 1',
+      'pod_identity_cache_state{state="hit"} 1',
+      'pod_identity_cache_state{state="evicted"} 1',
+      'pod_identity_cache_errors{type="Recoverable",code="ThrottlingException"} 1',
+      'pod_identity_cache_errors{type="NonRecoverable",code="Other"} 1',
+      'pod_identity_cache_singleflight_waits_total 5',
+      'pod_identity_cache_refresh_deferred_total{reason="rate_limited"} 1',
+      'pod_identity_upstream_requests_total{api="eks-auth",outcome="success"} 1',
+      'pod_identity_upstream_request_duration_seconds_count{api="eks-auth",outcome="success"} 1',
+      'pod_identity_upstream_request_duration_seconds_bucket{le="0.025",api="eks-auth",outcome="success"} 1',
+      'pod_identity_build_info{version="test"} 1',
+    ]) {
+      expect(text).toContain(line)
+    }
+  })
+
+  it('processMetrics: false registers no process metrics; the default does', async () => {
+    const { registry } = setup()
+    const text = await registry.metrics()
+    expect(text).not.toContain('process_cpu')
+    expect(text).not.toContain('nodejs_')
+
+    const r2 = new Registry()
+    createMetrics({ registry: r2, version: 'test', cacheEntries: () => 0 })
+    expect(await r2.metrics()).toContain('process_cpu_user_seconds_total')
+  })
+
+  it('two registries do not share state', async () => {
+    const a = setup()
+    const b = setup()
+    a.metrics.httpResponses.inc(200)
+    a.metrics.cacheState.inc({ state: 'miss' })
+    const text = await b.registry.metrics()
+    expect(text).not.toContain('pod_identity_http_response{code="200"}')
+    expect(text).not.toContain('pod_identity_cache_state{state="miss"}')
+  })
+})
+
+describe('boundedCode', () => {
+  it('keeps known codes', () => {
+    for (const c of [
+      'AccessDeniedException',
+      'InvalidTokenException',
+      'ResourceNotFoundException',
+      'ThrottlingException',
+      'ServiceUnavailableException',
+      'InternalServerException',
+      'UpstreamTimeout',
+      'UpstreamUnreachable',
+      'InvalidUpstreamResponse',
+      'InternalError',
+    ]) {
+      expect(boundedCode(c)).toBe(c)
+    }
+  })
+
+  it('folds unknown codes into Other and undefined into Unknown', () => {
+    expect(boundedCode('SomeNewException')).toBe('Other')
+    expect(boundedCode('')).toBe('Other')
+    expect(boundedCode('arn:aws:iam::111122223333:role/x')).toBe('Other')
+    expect(boundedCode(undefined)).toBe('Unknown')
+  })
+})
+
+describe('StatusCounter', () => {
+  it('counts per status and ignores out-of-range codes', () => {
+    const s = new StatusCounter()
+    s.inc(200)
+    s.inc(200)
+    s.inc(404)
+    s.inc(999)
+    expect(s.get(200)).toBe(2)
+    expect(s.get(404)).toBe(1)
+    expect(s.get(500)).toBe(0)
+    expect(s.get(999)).toBe(0)
+  })
+})
