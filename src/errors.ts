@@ -2,20 +2,21 @@
 // `Code`), an HTTP `statusCode`, and a message that is safe to show a pod (never a token or secret).
 
 /** Codes the agent itself produces. Upstream errors carry the upstream's own code instead. */
-export type AgentErrorCode =
-  | 'MissingToken'
-  | 'MalformedToken'
-  | 'InvalidTokenClaims'
-  | 'AccessDenied'
-  | 'NotFound'
-  | 'MethodNotAllowed'
-  | 'TooManyRequests'
-  | 'UpstreamUnreachable'
-  | 'UpstreamTimeout'
-  | 'InvalidUpstreamResponse'
-  | 'NodeCredentialsUnavailable'
-  | 'ShuttingDown'
-  | 'InternalError'
+export const AGENT_ERROR_CODES = [
+  'MissingToken',
+  'MalformedToken',
+  'InvalidTokenClaims',
+  'AccessDenied',
+  'NotFound',
+  'MethodNotAllowed',
+  'UpstreamUnreachable',
+  'UpstreamTimeout',
+  'InvalidUpstreamResponse',
+  'NodeCredentialsUnavailable',
+  'InternalError',
+] as const
+
+export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number]
 
 export class AgentError extends Error {
   /** Value of the `Code` field of the JSON error body. */

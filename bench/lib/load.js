@@ -1,0 +1,99 @@
+// Closed-loop HTTP load (wrk when installed, autocannon otherwise) with the CPU each server
+// process spent during the run, read from /proc/PID/stat before and after.
+
+import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { ROOT } from './servers.js'
+import { cpuMicros, exitOf, memoryOf, spawnTracked } from './procs.js'
+
+const LUA = join(ROOT, 'bench', 'lib', 'wrk-token.lua')
+const AUTOCANNON_CHILD = join(ROOT, 'bench', 'lib', 'autocannon-child.js')
+
+let generator
+/** 'wrk' when it is on PATH (BENCH_LOADGEN=autocannon forces the fallback), else 'autocannon'. */
+export function loadGenerator() {
+  if (generator !== undefined) return generator
+  if (process.env.BENCH_LOADGEN === 'autocannon') return (generator = 'autocannon')
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' })
+    generator = 'wrk'
+  } catch (err) {
+    // wrk --version exits 1 after printing its version; only ENOENT means it is missing.
+    generator = err.code === 'ENOENT' ? 'autocannon' : 'wrk'
+  }
+  if (generator === 'autocannon') {
+    try {
+      createRequire(import.meta.url).resolve('autocannon')
+    } catch {
+      throw new Error('neither wrk nor autocannon is installed: apt-get install wrk, or npm ci')
+    }
+  }
+  return generator
+}
+
+/**
+ * One closed-loop run. watchPids: processes whose CPU time is measured over the run window.
+ * Resolves { requests, rps, p50Us, p90Us, p99Us, p999Us, maxUs, errors, non2xx,
+ *            cpuUs: {pid: us}, cpuUsPerRequest: {pid: us}, rss: {pid: bytes} }.
+ */
+export async function runLoad({ url, token, connections, durationS, watchPids = [] }) {
+  const gen = loadGenerator()
+  const [command, args, env] =
+    gen === 'wrk'
+      ? [
+          'wrk',
+          ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '5s', '-s', LUA, url],
+          { ...process.env, BENCH_TOKEN: token },
+        ]
+      : [
+          process.execPath,
+          [
+            AUTOCANNON_CHILD,
+            JSON.stringify({ url, connections, duration: durationS, token }),
+          ],
+          process.env,
+        ]
+  const cpu0 = watchPids.map((pid) => cpuMicros(pid))
+  const child = spawnTracked(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+  let out = ''
+  child.stdout.on('data', (c) => (out += c))
+  child.stderr.on('data', (c) => (out += c))
+  // Sample RSS near the end of the window, while the load is still on.
+  let rss = {}
+  const rssTimer = setTimeout(
+    () => {
+      rss = Object.fromEntries(watchPids.map((pid) => [pid, memoryOf(pid).rss]))
+    },
+    Math.max(0, durationS * 1000 - 300),
+  )
+  const { code } = await exitOf(child)
+  clearTimeout(rssTimer)
+  const cpu1 = watchPids.map((pid) => cpuMicros(pid))
+  const m = /BENCH_RESULT (\{.*\})/.exec(out)
+  if (code !== 0 || !m) throw new Error(`${gen} failed (exit ${code}): ${out.slice(-2000)}`)
+  const r = JSON.parse(m[1])
+  const cpuUs = {}
+  const cpuUsPerRequest = {}
+  watchPids.forEach((pid, i) => {
+    cpuUs[pid] = cpu1[i] - cpu0[i]
+    cpuUsPerRequest[pid] = r.requests > 0 ? cpuUs[pid] / r.requests : NaN
+  })
+  return {
+    generator: gen,
+    connections,
+    durationS,
+    requests: r.requests,
+    rps: r.requests / (r.durationUs / 1e6),
+    p50Us: r.p50,
+    p90Us: r.p90,
+    p99Us: r.p99,
+    p999Us: r.p999,
+    maxUs: r.max,
+    errors: r.connectErrors + r.readErrors + r.writeErrors + r.timeouts,
+    non2xx: r.statusErrors,
+    cpuUs,
+    cpuUsPerRequest,
+    rss,
+  }
+}

@@ -1,0 +1,247 @@
+// The processes a benchmark talks to: mock EKS Auth, the agent, the bare node:http baseline.
+// All on loopback, all started from the built dist/ (npm run bench builds first).
+
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { performance } from 'node:perf_hooks'
+import {
+  freePort,
+  httpJson,
+  httpRequest,
+  memoryOf,
+  sleep,
+  spawnTracked,
+  stopChild,
+  waitForLine,
+} from './procs.js'
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const MAIN = join(ROOT, 'dist', 'main.js')
+const BARE = join(ROOT, 'bench', 'lib', 'bare-server.js')
+
+export const NAMESPACE = 'default'
+export const SERVICE_ACCOUNT = 'app'
+export const ROLE_ARN = 'arn:aws:iam::111122223333:role/BenchApp'
+export const CLUSTER = 'bench'
+
+/** Environment for children: ours, without the caller's AWS settings or proxies. */
+function childEnv(extra = {}) {
+  const env = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(AWS_|POD_IDENTITY_AGENT_)/.test(k) || /^(https?|no|all)_proxy$/i.test(k)) continue
+    env[k] = v
+  }
+  return { ...env, ...extra }
+}
+
+/** A scratch directory removed at exit. */
+export function scratchDir() {
+  const dir = mkdtempSync(join(tmpdir(), 'pia-bench-'))
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/**
+ * A signing key, its JWKS and an associations file in dir, and a mint(n) that signs n distinct
+ * pod tokens (RS256, the claims a kubelet puts in a pods.eks.amazonaws.com token).
+ */
+export async function createFixtures(dir) {
+  const { TokenIssuer } = await import(join(ROOT, 'dist', 'mock', 'token-issuer.js'))
+  const issuer = await TokenIssuer.generate('RS256')
+  const jwksFile = join(dir, 'jwks.json')
+  const associationsFile = join(dir, 'associations.json')
+  writeFileSync(jwksFile, JSON.stringify(issuer.publicJwks()))
+  writeFileSync(
+    associationsFile,
+    JSON.stringify({
+      associations: [{ namespace: NAMESPACE, serviceAccount: SERVICE_ACCOUNT, roleArn: ROLE_ARN }],
+    }),
+  )
+  let next = 0
+  async function mint(n, prefix = 'pod') {
+    const out = []
+    for (let i = 0; i < n; i += 64) {
+      const batch = []
+      for (let j = i; j < Math.min(n, i + 64); j++) {
+        batch.push(
+          issuer.mint({
+            namespace: NAMESPACE,
+            serviceAccount: SERVICE_ACCOUNT,
+            podName: `${prefix}-${next++}`,
+            expiresInSeconds: 6 * 3600,
+          }),
+        )
+      }
+      out.push(...(await Promise.all(batch)))
+    }
+    return out
+  }
+  return { dir, jwksFile, associationsFile, mint }
+}
+
+/** Start mock EKS Auth on a free port; resolves a handle with admin helpers. */
+export async function startMock(fx, faults = {}) {
+  const child = spawnTracked(
+    process.execPath,
+    [
+      MAIN,
+      'mock-eks-auth',
+      '--associations',
+      fx.associationsFile,
+      '--jwks',
+      fx.jwksFile,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv() },
+  )
+  const m = await waitForLine(child, /listening on (http:\/\/[0-9.]+:\d+)/, 10_000)
+  child.stdout.resume()
+  const url = m[1]
+  const mock = {
+    child,
+    pid: child.pid,
+    url,
+    stats: () => httpJson(`${url}/_mock/stats`),
+    reset: () => httpJson(`${url}/_mock/reset`, { method: 'POST' }),
+    faults: (f) =>
+      httpJson(`${url}/_mock/faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(f),
+      }),
+    stop: () => stopChild(child),
+  }
+  if (Object.keys(faults).length > 0) await mock.faults(faults)
+  return mock
+}
+
+/**
+ * Start the agent (`server`) against a mock; logs go to a file (as a container runtime would
+ * take them), never through this process. Resolves once /readyz answers 200, with readyMs = ms
+ * from spawn() to that answer (polled every 2 ms).
+ */
+export async function startAgent(
+  fx,
+  mockUrl,
+  { verbosity = 'info', args = [], nodeArgs = [], logFile } = {},
+) {
+  const [port, probePort, metricsPort] = [await freePort(), await freePort(), await freePort()]
+  const log = logFile ?? join(fx.dir, `agent-${port}.log`)
+  const fd = openSync(log, 'a')
+  const t0 = performance.now()
+  let child
+  try {
+    child = spawnTracked(
+      process.execPath,
+      [
+        ...nodeArgs,
+        MAIN,
+        'server',
+        '-c',
+        CLUSTER,
+        '-p',
+        String(port),
+        '-b',
+        '127.0.0.1',
+        '--probe-port',
+        String(probePort),
+        '--metrics-port',
+        String(metricsPort),
+        '--metrics-address',
+        '127.0.0.1',
+        '--endpoint',
+        mockUrl,
+        '-v',
+        verbosity,
+        ...args,
+      ],
+      {
+        stdio: ['ignore', fd, fd],
+        env: childEnv({
+          AWS_REGION: 'us-west-2',
+          AWS_ACCESS_KEY_ID: 'AKIDBENCHEXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'bench-secret-not-real',
+        }),
+      },
+    )
+  } finally {
+    closeSync(fd)
+  }
+  const readyUrl = `http://localhost:${probePort}/readyz`
+  const deadline = t0 + 15_000
+  let readyMs
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`agent exited (${child.exitCode ?? child.signalCode}); see ${log}`)
+    }
+    try {
+      const r = await httpRequest(readyUrl, { timeoutMs: 500 })
+      if (r.status === 200) {
+        readyMs = performance.now() - t0
+        break
+      }
+    } catch {
+      // not listening yet
+    }
+    await sleep(2)
+  }
+  if (readyMs === undefined) {
+    await stopChild(child)
+    throw new Error(`agent not ready within 15 s; see ${log}`)
+  }
+  return {
+    child,
+    pid: child.pid,
+    port,
+    probePort,
+    metricsPort,
+    logFile: log,
+    readyMs,
+    hostHeader: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}/v1/credentials`,
+    memory: () => memoryOf(child.pid),
+    metrics: async () => (await httpRequest(`http://127.0.0.1:${metricsPort}/metrics`)).body,
+    stop: () => stopChild(child),
+  }
+}
+
+/** GET /v1/credentials with a token; resolves { status, body }. */
+export function fetchCredentials(agent, token) {
+  return httpRequest(agent.url, {
+    headers: { host: agent.hostHeader, authorization: token },
+  })
+}
+
+/** The bare node:http baseline sending bodyFile's bytes; resolves once it listens. */
+export async function startBare(bodyFile) {
+  const port = await freePort()
+  const child = spawnTracked(process.execPath, [BARE, String(port), bodyFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: childEnv(),
+  })
+  await waitForLine(child, /bare server listening/, 10_000)
+  child.stdout.resume()
+  return {
+    child,
+    pid: child.pid,
+    port,
+    url: `http://127.0.0.1:${port}/v1/credentials`,
+    memory: () => memoryOf(child.pid),
+    stop: () => stopChild(child),
+  }
+}
+
+/** Value of a Prometheus sample (first line starting with `name` + space or `{`), or NaN. */
+export function metricValue(text, name) {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1))
+    }
+  }
+  return NaN
+}

@@ -1,0 +1,19 @@
+-- wrk script of the hot-path benchmark: sends the pod token (env BENCH_TOKEN) as the raw
+-- Authorization header (wrk sets Host from the URL: 127.0.0.1:PORT) and prints one
+-- machine-readable line with the summary and latency percentiles in microseconds.
+local token = os.getenv("BENCH_TOKEN")
+if token ~= nil and token ~= "" then
+  wrk.headers["Authorization"] = token
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"durationUs":%d,"bytes":%d,"p50":%d,"p90":%d,"p99":%d,' ..
+    '"p999":%d,"max":%d,"mean":%.1f,"connectErrors":%d,"readErrors":%d,"writeErrors":%d,' ..
+    '"statusErrors":%d,"timeouts":%d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
