@@ -2,6 +2,7 @@
 // process spent during the run, read from /proc/PID/stat before and after.
 
 import { execFileSync } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { ROOT } from './servers.js'
@@ -96,4 +97,36 @@ export async function runLoad({ url, token, connections, durationS, watchPids = 
     cpuUsPerRequest,
     rss,
   }
+}
+
+const HERD_CLIENT = join(ROOT, 'bench', 'lib', 'herd-client.js')
+let specCounter = 0
+
+/**
+ * Run bench/lib/herd-client.js (its own process) with a spec (see that file); the spec goes
+ * through a file in dir since 1000 tokens do not fit one argv string. Resolves its JSON summary.
+ */
+export async function runHerdClient(dir, spec) {
+  const file = join(dir, `herd-spec-${process.pid}-${specCounter++}.json`)
+  writeFileSync(file, JSON.stringify(spec))
+  try {
+    const child = spawnTracked(process.execPath, [HERD_CLIENT, file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (c) => (out += c))
+    child.stderr.on('data', (c) => (out += c))
+    const timer = setTimeout(() => child.kill('SIGKILL'), (spec.timeoutMs ?? 10_000) + 60_000)
+    const { code } = await exitOf(child)
+    clearTimeout(timer)
+    if (code !== 0) throw new Error(`herd client failed (exit ${code}): ${out.slice(-2000)}`)
+    return JSON.parse(out.trim().split('\n').pop())
+  } finally {
+    rmSync(file, { force: true })
+  }
+}
+
+/** The n-th simulated pod's loopback source address in 127.<block>.0.0/16 (n from 0). */
+export function podAddress(block, n) {
+  return `127.${block}.${Math.floor(n / 250)}.${(n % 250) + 1}`
 }

@@ -1,0 +1,204 @@
+// 1. Hot path: a warm token, 32 and 128 connections, against the agent at its defaults (-v info,
+// metrics on), the agent at -v trace, and a bare node:http server in its own process sending the
+// same bytes. Runs interleave (info, trace, bare, then rotated) so the machine's drift cancels out;
+// each figure is the median of the rounds, each ratio the median of the per-round ratios.
+
+import { writeFileSync, truncateSync } from 'node:fs'
+import { join } from 'node:path'
+import { runLoad, loadGenerator } from './lib/load.js'
+import { fetchCredentials, startAgent, startBare, startMock } from './lib/servers.js'
+import { MiB, fmt, median, printTable, verdict, writeResults } from './lib/report.js'
+
+export async function hotPath({ fx, full }) {
+  const connectionsList = [32, 128]
+  const rounds = full ? 5 : 3
+  const durationS = full ? 10 : 2
+  const warmS = full ? 3 : 1
+  const [token] = await fx.mint(1, 'hot')
+
+  const mock = await startMock(fx)
+  const servers = []
+  try {
+    const info = await startAgent(fx, mock.url, { verbosity: 'info' })
+    servers.push(info)
+    const trace = await startAgent(fx, mock.url, { verbosity: 'trace' })
+    servers.push(trace)
+    const first = await fetchCredentials(info, token)
+    if (first.status !== 200) throw new Error(`warm-up request: ${first.status} ${first.body}`)
+    const second = await fetchCredentials(trace, token)
+    if (second.status !== 200) throw new Error(`warm-up request: ${second.status} ${second.body}`)
+    const bodyFile = join(fx.dir, 'hit-body.json')
+    writeFileSync(bodyFile, first.body)
+    const bare = await startBare(bodyFile)
+    servers.push(bare)
+
+    const targets = [
+      { key: 'info', label: 'agent -v info', srv: info },
+      { key: 'trace', label: 'agent -v trace', srv: trace },
+      { key: 'bare', label: 'bare node:http', srv: bare },
+    ]
+    const runs = []
+    for (const connections of connectionsList) {
+      for (const t of targets) {
+        await runLoad({ url: t.srv.url, token, connections, durationS: warmS })
+      }
+      truncateSync(trace.logFile, 0)
+      for (let round = 0; round < rounds; round++) {
+        for (let k = 0; k < targets.length; k++) {
+          const t = targets[(k + round) % targets.length]
+          const r = await runLoad({
+            url: t.srv.url,
+            token,
+            connections,
+            durationS,
+            watchPids: [t.srv.pid],
+          })
+          runs.push({
+            target: t.key,
+            connections,
+            round,
+            rps: r.rps,
+            requests: r.requests,
+            p50Us: r.p50Us,
+            p99Us: r.p99Us,
+            p999Us: r.p999Us,
+            maxUs: r.maxUs,
+            errors: r.errors,
+            non2xx: r.non2xx,
+            cpuUsPerRequest: r.cpuUsPerRequest[t.srv.pid],
+            cpuCores: r.cpuUs[t.srv.pid] / (durationS * 1e6),
+            rssBytes: r.rss[t.srv.pid],
+          })
+          // Trace logs go to a file (O_APPEND): keep it from growing across runs.
+          if (t.key === 'trace') truncateSync(trace.logFile, 0)
+        }
+      }
+    }
+
+    const summary = {}
+    for (const connections of connectionsList) {
+      for (const t of targets) {
+        const rs = runs.filter((r) => r.connections === connections && r.target === t.key)
+        const m = (f) => median(rs.map((r) => r[f]))
+        summary[`${t.key}@${connections}`] = {
+          target: t.label,
+          connections,
+          rps: m('rps'),
+          p50Us: m('p50Us'),
+          p99Us: m('p99Us'),
+          p999Us: m('p999Us'),
+          cpuUsPerRequest: m('cpuUsPerRequest'),
+          cpuCores: m('cpuCores'),
+          rssBytes: m('rssBytes'),
+          errors: rs.reduce((s, r) => s + r.errors + r.non2xx, 0),
+        }
+      }
+    }
+    const ratio = (connections, a, b, field) =>
+      median(
+        Array.from({ length: rounds }, (_, round) => {
+          const ra = runs.find((r) => r.connections === connections && r.round === round && r.target === a)
+          const rb = runs.find((r) => r.connections === connections && r.round === round && r.target === b)
+          return ra[field] / rb[field]
+        }),
+      )
+    const ratios = {}
+    for (const c of connectionsList) {
+      ratios[c] = {
+        infoVsBareRps: ratio(c, 'info', 'bare', 'rps'),
+        infoVsBareCpu: ratio(c, 'info', 'bare', 'cpuUsPerRequest'),
+        infoVsBareRss: ratio(c, 'info', 'bare', 'rssBytes'),
+        traceVsInfoRps: ratio(c, 'trace', 'info', 'rps'),
+        traceVsInfoCpu: ratio(c, 'trace', 'info', 'cpuUsPerRequest'),
+      }
+    }
+
+    printTable(
+      `Hot path (${loadGenerator()} -t1, ${rounds} interleaved rounds x ${durationS} s; medians)`,
+      ['server', 'conns', 'req/s', 'p50 us', 'p99 us', 'p99.9 us', 'CPU us/req', 'RSS MiB', 'errors'],
+      Object.values(summary).map((s) => [
+        s.target,
+        s.connections,
+        fmt(s.rps),
+        fmt(s.p50Us),
+        fmt(s.p99Us),
+        fmt(s.p999Us),
+        fmt(s.cpuUsPerRequest, 1),
+        fmt(s.rssBytes / MiB, 1),
+        s.errors,
+      ]),
+    )
+    printTable(
+      'Hot path ratios (median of per-round ratios)',
+      ['conns', 'info/bare req/s', 'info/bare CPU/req', 'info/bare RSS', 'trace/info req/s', 'trace/info CPU/req'],
+      connectionsList.map((c) => [
+        c,
+        fmt(ratios[c].infoVsBareRps, 3),
+        fmt(ratios[c].infoVsBareCpu, 3),
+        fmt(ratios[c].infoVsBareRss, 3),
+        fmt(ratios[c].traceVsInfoRps, 3),
+        fmt(ratios[c].traceVsInfoCpu, 3),
+      ]),
+    )
+
+    const s32 = summary['info@32']
+    const targetsMet = [
+      {
+        target: 'hot path throughput >= 0.90 x bare (32 conns)',
+        value: ratios[32].infoVsBareRps,
+        ok: ratios[32].infoVsBareRps >= 0.9,
+      },
+      {
+        target: 'hot path throughput >= 0.90 x bare (128 conns)',
+        value: ratios[128].infoVsBareRps,
+        ok: ratios[128].infoVsBareRps >= 0.9,
+      },
+      {
+        target: 'hot path CPU/request within 15 % of bare (32 conns)',
+        value: ratios[32].infoVsBareCpu,
+        ok: ratios[32].infoVsBareCpu <= 1.15,
+      },
+      {
+        target: 'hot path CPU/request within 15 % of bare (128 conns)',
+        value: ratios[128].infoVsBareCpu,
+        ok: ratios[128].infoVsBareCpu <= 1.15,
+      },
+      { target: 'hot path p99 <= 2 ms at 32 conns (us)', value: s32.p99Us, ok: s32.p99Us <= 2000 },
+      {
+        target: '-v trace CPU/request within 25 % of -v info (32 conns)',
+        value: ratios[32].traceVsInfoCpu,
+        ok: ratios[32].traceVsInfoCpu <= 1.25,
+      },
+      {
+        target: '-v trace throughput within 25 % of -v info (32 conns)',
+        value: ratios[32].traceVsInfoRps,
+        ok: ratios[32].traceVsInfoRps >= 0.75,
+      },
+      {
+        target: 'hot path RSS within 15 % of bare under load (32 conns)',
+        value: ratios[32].infoVsBareRss,
+        ok: ratios[32].infoVsBareRss <= 1.15,
+      },
+      {
+        target: 'hot path: no errors, every answer 200',
+        value: Object.values(summary).reduce((s, x) => s + x.errors, 0),
+        ok: Object.values(summary).every((x) => x.errors === 0),
+      },
+    ]
+    for (const t of targetsMet) t.verdict = verdict(t.ok)
+    const file = writeResults('hot-path', {
+      generator: loadGenerator(),
+      rounds,
+      durationS,
+      summary,
+      ratios,
+      targets: targetsMet,
+      runs,
+    })
+    console.log(`results: ${file}`)
+    return targetsMet
+  } finally {
+    for (const s of servers) await s.stop()
+    await mock.stop()
+  }
+}

@@ -1,0 +1,134 @@
+// Load script of the herd and memory benchmarks, run in its own process. Simulated pods each
+// connect from their own loopback source address (localAddress in 127.0.0.0/8).
+// Usage: node bench/lib/herd-client.js SPEC.json ; prints one JSON line of results.
+//
+// SPEC: { port, hostHeader, mode: 'herd' | 'pool', requests: [{ token, localAddress }],
+//         concurrency (pool), timeoutMs, settleMs (herd) }
+// - herd: open every connection first (in batches, so the listen backlog never overflows), let
+//   the server accept them, then write every request in one loop and time each answer from
+//   that moment. Measures the agent, not TCP set-up (reported apart as connectMs).
+// - pool: `concurrency` workers, each connect -> request -> answer -> close, until all are done.
+
+import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { performance } from 'node:perf_hooks'
+
+const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'))
+const timeoutMs = spec.timeoutMs ?? 10_000
+const deadline = performance.now() + timeoutMs + 30_000
+
+function requestBytes(token) {
+  return Buffer.from(
+    `GET /v1/credentials HTTP/1.1\r\nHost: ${spec.hostHeader}\r\nAuthorization: ${token}\r\n` +
+      'Connection: close\r\n\r\n',
+  )
+}
+
+function open(localAddress) {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: spec.port, localAddress, noDelay: true })
+    s.once('connect', () => {
+      s.off('error', reject)
+      resolve(s)
+    })
+    s.once('error', reject)
+  })
+}
+
+/** Resolves { status, ms } (status 0 = error/timeout) for one request on an open socket. */
+function exchange(socket, bytes) {
+  return new Promise((resolve) => {
+    const t0 = performance.now()
+    let buf = Buffer.alloc(0)
+    let status = 0
+    let headerEnd = -1
+    let length = -1
+    let settled = false
+    const finish = (st, reason) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.destroy()
+      resolve({ status: st, ms: performance.now() - t0, reason })
+    }
+    const timer = setTimeout(() => finish(0, 'timeout'), timeoutMs)
+    socket.on('data', (chunk) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+      if (headerEnd < 0) {
+        headerEnd = buf.indexOf('\r\n\r\n')
+        if (headerEnd < 0) return
+        const head = buf.subarray(0, headerEnd).toString('latin1')
+        status = Number(head.slice(9, 12))
+        const m = /\r\ncontent-length:\s*(\d+)/i.exec(head)
+        length = m ? Number(m[1]) : -1
+      }
+      if (length >= 0 && buf.length - headerEnd - 4 >= length) finish(status)
+    })
+    socket.on('end', () => finish(status, status === 0 ? 'closed' : undefined))
+    socket.on('error', (err) => finish(0, err.code ?? 'error'))
+    socket.write(bytes)
+  })
+}
+
+function summarise(results, extra) {
+  const statuses = {}
+  const reasons = {}
+  for (const r of results) {
+    statuses[r.status] = (statuses[r.status] ?? 0) + 1
+    if (r.reason) reasons[r.reason] = (reasons[r.reason] ?? 0) + 1
+  }
+  const ms = results.map((r) => r.ms).sort((a, b) => a - b)
+  const at = (p) => ms[Math.min(ms.length - 1, Math.max(0, Math.ceil(p * ms.length) - 1))]
+  return {
+    requests: results.length,
+    statuses,
+    errors: results.filter((r) => r.status !== 200).length,
+    reasons,
+    p50Ms: at(0.5),
+    p90Ms: at(0.9),
+    p99Ms: at(0.99),
+    maxMs: ms[ms.length - 1],
+    ...extra,
+  }
+}
+
+async function herd() {
+  const reqs = spec.requests
+  const tc = performance.now()
+  const sockets = []
+  const batch = spec.connectBatch ?? 100
+  for (let i = 0; i < reqs.length && performance.now() < deadline; i += batch) {
+    const part = reqs.slice(i, i + batch)
+    sockets.push(...(await Promise.all(part.map((r) => open(r.localAddress)))))
+  }
+  const connectMs = performance.now() - tc
+  await new Promise((resolve) => setTimeout(resolve, spec.settleMs ?? 100))
+  const bytes = reqs.map((r) => requestBytes(r.token))
+  const t0 = performance.now()
+  const pending = sockets.map((s, i) => exchange(s, bytes[i]))
+  const results = await Promise.all(pending)
+  const completionMs = performance.now() - t0
+  return summarise(results, { connectMs, completionMs })
+}
+
+async function pool() {
+  const reqs = spec.requests
+  const results = []
+  let next = 0
+  const t0 = performance.now()
+  async function worker() {
+    while (next < reqs.length && performance.now() < deadline) {
+      const r = reqs[next++]
+      try {
+        results.push(await exchange(await open(r.localAddress), requestBytes(r.token)))
+      } catch (err) {
+        results.push({ status: 0, ms: 0, reason: err.code ?? 'connect' })
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: spec.concurrency ?? 16 }, worker))
+  return summarise(results, { completionMs: performance.now() - t0 })
+}
+
+const out = spec.mode === 'pool' ? await pool() : await herd()
+process.stdout.write(JSON.stringify(out) + '\n')
