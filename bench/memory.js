@@ -2,6 +2,8 @@
 // cached entries (idle again), and under hot-path load with those entries; bytes per entry from
 // the RSS delta and from the V8 heap delta (nodejs_heap_size_used_bytes of /metrics).
 
+import { mkdirSync, readdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { podAddress, runHerdClient, runLoad } from './lib/load.js'
 import { sleep } from './lib/procs.js'
 import { metricValue, startAgent, startMock } from './lib/servers.js'
@@ -9,14 +11,32 @@ import { MiB, fmt, median, printTable, verdict, writeResults } from './lib/repor
 
 const ENTRIES = 2000
 
-async function heapUsed(agent) {
-  return metricValue(await agent.metrics(), 'nodejs_heap_size_used_bytes')
+/**
+ * The agent's live V8 heap: SIGUSR2 makes it write a heap snapshot (--heapsnapshot-signal), which
+ * runs a full GC first; /metrics answers once the snapshot is written and then reports the heap
+ * used without garbage. Taken only after the RSS readings, since the snapshot itself grows RSS.
+ */
+async function liveHeap(agent, dir) {
+  process.kill(agent.pid, 'SIGUSR2')
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline && !readdirSync(dir).some((f) => f.endsWith('.heapsnapshot'))) {
+    await sleep(10)
+  }
+  const metrics = await agent.metrics()
+  rmSync(dir, { recursive: true, force: true })
+  return metricValue(metrics, 'nodejs_heap_size_used_bytes')
+}
+
+function snapshotArgs(fx, name) {
+  const dir = join(fx.dir, name)
+  mkdirSync(dir, { recursive: true })
+  return { dir, nodeArgs: ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] }
 }
 
 export async function memoryAndStartup({ fx, full }) {
   const startups = full ? 15 : 5
   const memoryRuns = full ? 5 : 3
-  const loadS = full ? 5 : 2
+  const loadS = full ? 5 : 1
   const tokens = await fx.mint(ENTRIES, 'mem')
   const mock = await startMock(fx)
   const live = new Set()
@@ -24,20 +44,24 @@ export async function memoryAndStartup({ fx, full }) {
     // Start-up: spawn -> /readyz 200, and RSS just after.
     const startup = []
     for (let i = 0; i < startups; i++) {
-      const agent = await startAgent(fx, mock.url)
+      const snap = snapshotArgs(fx, `snap-start-${i}`)
+      const agent = await startAgent(fx, mock.url, { nodeArgs: snap.nodeArgs })
       live.add(agent)
-      startup.push({ readyMs: agent.readyMs, rssBytes: agent.memory().rss })
+      const rssBytes = agent.memory().rss
+      // The live heap of an idle agent, from the first few start-ups only (a snapshot costs time).
+      const heapBytes = i < 2 ? await liveHeap(agent, snap.dir) : NaN
+      startup.push({ readyMs: agent.readyMs, rssBytes, heapBytes })
       await agent.stop()
       live.delete(agent)
     }
 
     const runs = []
     for (let r = 0; r < memoryRuns; r++) {
-      const agent = await startAgent(fx, mock.url)
+      const snap = snapshotArgs(fx, `snap-mem-${r}`)
+      const agent = await startAgent(fx, mock.url, { nodeArgs: snap.nodeArgs })
       live.add(agent)
-      await sleep(500)
+      await sleep(full ? 1000 : 300)
       const idle = agent.memory().rss
-      const heap0 = await heapUsed(agent)
       const warm = await runHerdClient(fx.dir, {
         port: agent.port,
         hostHeader: agent.hostHeader,
@@ -49,11 +73,12 @@ export async function memoryAndStartup({ fx, full }) {
       if (warm.errors > 0) {
         throw new Error(`warming ${ENTRIES} entries: ${JSON.stringify(warm.statuses)}`)
       }
-      await sleep(1000)
+      await sleep(full ? 2000 : 500)
       const withEntries = agent.memory().rss
-      const metrics = await agent.metrics()
-      const heap1 = metricValue(metrics, 'nodejs_heap_size_used_bytes')
-      const entries = metricValue(metrics, 'pod_identity_cache_entries')
+      const before = await agent.metrics()
+      const entries = metricValue(before, 'pod_identity_cache_entries')
+      const heapTotal = metricValue(before, 'nodejs_heap_size_total_bytes')
+      const external = metricValue(before, 'nodejs_external_memory_bytes')
       const load = await runLoad({
         url: agent.url,
         token: tokens[0],
@@ -61,14 +86,18 @@ export async function memoryAndStartup({ fx, full }) {
         durationS: loadS,
         watchPids: [agent.pid],
       })
+      const hwm = agent.memory().hwm
+      const heapWithEntries = await liveHeap(agent, snap.dir)
       runs.push({
+        heapWithEntries,
+        heapTotal,
+        external,
         idleRss: idle,
         entriesRss: withEntries,
         loadRss: load.rss[agent.pid],
-        hwm: agent.memory().hwm,
+        hwm,
         cacheEntries: entries,
         bytesPerEntryRss: (withEntries - idle) / ENTRIES,
-        bytesPerEntryHeap: (heap1 - heap0) / ENTRIES,
         warmMs: warm.completionMs,
         loadRps: load.rps,
       })
@@ -87,20 +116,35 @@ export async function memoryAndStartup({ fx, full }) {
       hwm: m(runs, 'hwm'),
       cacheEntries: m(runs, 'cacheEntries'),
       bytesPerEntryRss: m(runs, 'bytesPerEntryRss'),
-      bytesPerEntryHeap: m(runs, 'bytesPerEntryHeap'),
+      idleHeap: m(startup, 'heapBytes'),
+      entriesHeap: m(runs, 'heapWithEntries'),
+      heapTotal: m(runs, 'heapTotal'),
+      external: m(runs, 'external'),
       tokenBytes: tokens[0].length,
     }
+    summary.bytesPerEntryHeap = (summary.entriesHeap - summary.idleHeap) / ENTRIES
     printTable(
       `Memory and start-up (start-up: median of ${startups}; memory: median of ${memoryRuns})`,
       ['measure', 'value'],
       [
-        ['spawn -> /readyz 200 (ms)', `${fmt(summary.readyMs, 1)} (max ${fmt(summary.readyMsMax, 1)})`],
+        [
+          'spawn -> /readyz 200 (ms)',
+          `${fmt(summary.readyMs, 1)} (max ${fmt(summary.readyMsMax, 1)})`,
+        ],
         ['RSS idle after start (MiB)', fmt(summary.idleRss / MiB, 1)],
         [`RSS with ${ENTRIES} entries, idle (MiB)`, fmt(summary.entriesRss / MiB, 1)],
         [`RSS with ${ENTRIES} entries, under load -c32 (MiB)`, fmt(summary.loadRss / MiB, 1)],
         ['peak RSS, VmHWM (MiB)', fmt(summary.hwm / MiB, 1)],
         ['bytes per entry (RSS delta)', fmt(summary.bytesPerEntryRss)],
-        ['bytes per entry (V8 heap delta)', fmt(summary.bytesPerEntryHeap)],
+        [
+          'live V8 heap idle / with entries (MiB)',
+          `${fmt(summary.idleHeap / MiB, 1)} / ${fmt(summary.entriesHeap / MiB, 1)}`,
+        ],
+        ['bytes per entry (live V8 heap delta)', fmt(summary.bytesPerEntryHeap)],
+        [
+          `V8 heap committed / external with ${ENTRIES} entries (MiB)`,
+          `${fmt(summary.heapTotal / MiB, 1)} / ${fmt(summary.external / MiB, 1)}`,
+        ],
         ['cache entries (gauge)', fmt(summary.cacheEntries)],
         ['token size (bytes)', fmt(summary.tokenBytes)],
       ],

@@ -62,9 +62,18 @@ async function main() {
     ['target', 'measured', 'verdict'],
     all.map((t) => [t.target, fmt(t.value, Number.isInteger(t.value) ? 0 : 3), t.verdict]),
   )
-  writeResults(names.length === Object.keys(WORKLOADS).length ? 'summary' : `summary-${names.join('-')}`, {
-    targets: all,
-  })
+  writeResults(
+    names.length === Object.keys(WORKLOADS).length ? 'summary' : `summary-${names.join('-')}`,
+    {
+      targets: all,
+    },
+  )
+  if (!full && names.includes('hot')) {
+    console.log(
+      '\nShort run: on a shared 2-core machine the hot-path ratios move by 20 % or more from one run to' +
+        ' the next (see the min-max column); judge them on BENCH_FULL=1.',
+    )
+  }
   console.log(`\ntotal ${fmt((performance.now() - t0) / 1000, 1)} s`)
   return 0
 }

@@ -49,10 +49,7 @@ export async function runLoad({ url, token, connections, durationS, watchPids = 
         ]
       : [
           process.execPath,
-          [
-            AUTOCANNON_CHILD,
-            JSON.stringify({ url, connections, duration: durationS, token }),
-          ],
+          [AUTOCANNON_CHILD, JSON.stringify({ url, connections, duration: durationS, token })],
           process.env,
         ]
   const cpu0 = watchPids.map((pid) => cpuMicros(pid))

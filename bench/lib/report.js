@@ -44,13 +44,15 @@ export function printTable(title, headers, rows) {
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)))
   const line = (r) =>
     '| ' +
-    r
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
-      .join(' | ') +
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ') +
     ' |'
   console.log(`\n${title}`)
   console.log(line(cells[0]))
-  console.log('| ' + widths.map((w, i) => (i === 0 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') + ' |')
+  console.log(
+    '| ' +
+      widths.map((w, i) => (i === 0 ? '-'.repeat(w) : '-'.repeat(w - 1) + ':')).join(' | ') +
+      ' |',
+  )
   for (const r of cells.slice(1)) console.log(line(r))
 }
 

@@ -218,9 +218,9 @@ export function fetchCredentials(agent, token) {
 }
 
 /** The bare node:http baseline sending bodyFile's bytes; resolves once it listens. */
-export async function startBare(bodyFile) {
+export async function startBare(bodyFile, { nodeArgs = [] } = {}) {
   const port = await freePort()
-  const child = spawnTracked(process.execPath, [BARE, String(port), bodyFile], {
+  const child = spawnTracked(process.execPath, [...nodeArgs, BARE, String(port), bodyFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: childEnv(),
   })
