@@ -13,7 +13,7 @@ export function formatExpiration(ms: number): string {
 
 /** `{"AccessKeyId","SecretAccessKey","Token","AccountId","Expiration"}` in this exact order. */
 export function serializeCredentials(c: PodCredentials): Buffer {
-  return Buffer.from(
+  return ownBuffer(
     JSON.stringify({
       AccessKeyId: c.accessKeyId,
       SecretAccessKey: c.secretAccessKey,
@@ -22,4 +22,14 @@ export function serializeCredentials(c: PodCredentials): Buffer {
       Expiration: formatExpiration(c.expirationMs),
     }),
   )
+}
+
+/**
+ * A Buffer with its own memory. Buffer.from(string) carves small buffers out of a shared 8 KiB
+ * pool, so one long-lived cached body would pin a whole slab of short-lived neighbours.
+ */
+export function ownBuffer(text: string): Buffer {
+  const b = Buffer.allocUnsafeSlow(Buffer.byteLength(text))
+  b.write(text)
+  return b
 }

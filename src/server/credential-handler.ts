@@ -10,6 +10,7 @@ import type { AgentError } from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
+import { isoTime, rawLineWriter } from '../util/logger.js'
 import type { HostCheck } from './host-check.js'
 import { sendError } from './respond.js'
 import { checkTokenTimes, parseToken } from './token.js'
@@ -48,6 +49,13 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   const responses = o.metrics.httpResponses
   const trace = logger.isLevelEnabled('trace')
   const debug = logger.isLevelEnabled('debug')
+  const writeLine = rawLineWriter(logger)
+
+  /** One trace line per hit, same layout as pino's, from a tail pre-built once per entry. */
+  function traceHit(entry: CacheEntry, nowMs: number): void {
+    entry.traceTail ??= `,"event":"served","cache":"hit","tokenDigest":${JSON.stringify(entry.digest)},"namespace":${JSON.stringify(entry.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.serviceAccount ?? null)},"msg":"served credentials"}\n`
+    writeLine(`{"level":"trace","time":"${isoTime(nowMs)}"${entry.traceTail}`)
+  }
 
   function fail(res: ServerResponse, err: AgentError, head: boolean): void {
     sendError(res, err, head)
@@ -60,15 +68,19 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     }
   }
 
-  function ok(res: ServerResponse, entry: CacheEntry, head: boolean, cacheState: string): void {
+  function ok(res: ServerResponse, entry: CacheEntry, head: boolean): void {
     res.writeHead(200, entry.headers as string[])
     res.end(head ? undefined : entry.body)
     responses.inc(200)
+  }
+
+  function okMiss(res: ServerResponse, entry: CacheEntry, head: boolean): void {
+    ok(res, entry, head)
     if (trace) {
       logger.trace(
         {
           event: 'served',
-          cache: cacheState,
+          cache: 'miss',
           tokenDigest: entry.digest,
           namespace: entry.namespace,
           serviceAccount: entry.serviceAccount,
@@ -94,7 +106,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     }
     try {
       const entry = await cache.resolve(token, claims)
-      ok(res, entry, head, 'miss')
+      okMiss(res, entry, head)
     } catch (err) {
       fail(res, toAgentError(err), head)
     }
@@ -157,7 +169,8 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     const now = clock.now()
     const entry = cache.lookup(token, now)
     if (entry !== undefined) {
-      ok(res, entry, head, 'hit')
+      ok(res, entry, head)
+      if (trace) traceHit(entry, now)
       return
     }
     void miss(res, token, now, head)

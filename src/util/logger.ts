@@ -45,3 +45,28 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 export function tokenDigest(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 12)
 }
+
+type RawStream = { write(line: string): unknown }
+
+/**
+ * Writes pre-serialised JSON lines straight to the logger's destination, skipping pino's
+ * serialisation and redaction pass (which costs more than the whole cache hit). Only for lines of
+ * a fixed schema built from values that can never hold a secret (digests, names, codes).
+ */
+export function rawLineWriter(logger: Logger): (line: string) => void {
+  const stream = (logger as unknown as Record<symbol, RawStream>)[pino.symbols.streamSym]
+  if (stream === undefined) return (line) => void logger.trace(line)
+  return (line) => void stream.write(line)
+}
+
+let isoMs = -1
+let isoText = ''
+
+/** `new Date(ms).toISOString()`, computed at most once per millisecond. */
+export function isoTime(ms: number): string {
+  if (ms !== isoMs) {
+    isoMs = ms
+    isoText = new Date(ms).toISOString()
+  }
+  return isoText
+}
