@@ -26,7 +26,7 @@ export interface CacheEntry {
   readonly headers: readonly string[]
   /** Served while now < serveUntilMs (min of credential expiry - floor and token exp). */
   readonly serveUntilMs: number
-  /** Token `nbf` (ms) minus the clock-skew allowance; not served before. */
+  /** Token `nbf` (ms); not served before nbf - NBF_SKEW_MS. */
   readonly tokenNbfMs: number
   /** Token `exp` (ms). */
   readonly tokenExpMs: number
@@ -60,8 +60,6 @@ export interface CredentialCacheOptions {
   refreshQps: number
   /** Source of jitter, [0, 1). Default Math.random. */
   random?: () => number
-  /** Label for upstream metrics. Default 'eks-auth'. */
-  api?: string
 }
 
 /**
@@ -129,7 +127,12 @@ export class CredentialCache {
    */
   lookup(token: string, nowMs: number): CacheEntry | undefined {
     const e = this.#lru?.get(cacheKey(token))
-    if (e === undefined || e.token !== token || nowMs >= e.serveUntilMs || nowMs < e.tokenNbfMs) {
+    if (
+      e === undefined ||
+      e.token !== token ||
+      nowMs >= e.serveUntilMs ||
+      nowMs < e.tokenNbfMs - NBF_SKEW_MS
+    ) {
       return undefined
     }
     if (nowMs >= e.refreshAtMs) this.#refresh(token, e, nowMs)
@@ -179,7 +182,7 @@ export class CredentialCache {
           body,
           headers: ['Content-Type', 'application/json', 'Content-Length', String(body.length)],
           serveUntilMs,
-          tokenNbfMs: claims.nbfMs - NBF_SKEW_MS,
+          tokenNbfMs: claims.nbfMs,
           tokenExpMs: claims.expMs,
           expirationMs: creds.expirationMs,
           fetchedAtMs: now,
@@ -258,7 +261,7 @@ export class CredentialCache {
       token,
       {
         expMs: e.tokenExpMs,
-        nbfMs: e.tokenNbfMs + NBF_SKEW_MS,
+        nbfMs: e.tokenNbfMs,
         namespace: e.namespace,
         serviceAccount: e.serviceAccount,
         podName: e.podName,
