@@ -80,6 +80,7 @@ export async function startAgent(
     registry,
     version: VERSION,
     cacheEntries: () => cache?.size ?? 0,
+    upstreamQueue: () => cache?.upstreamQueue ?? { queued: 0, pacePerSecond: 0 },
     processMetrics: deps.processMetrics,
   })
 

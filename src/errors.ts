@@ -11,6 +11,7 @@ export const AGENT_ERROR_CODES = [
   'MethodNotAllowed',
   'UpstreamUnreachable',
   'UpstreamTimeout',
+  'UpstreamThrottled',
   'InvalidUpstreamResponse',
   'NodeCredentialsUnavailable',
   'InternalError',
@@ -23,12 +24,20 @@ export class AgentError extends Error {
   readonly code: string
   /** HTTP status the agent answers with. */
   readonly statusCode: number
+  /** Seconds for the `Retry-After` header of a 429 or 503 (default 1). */
+  readonly retryAfterSeconds: number | undefined
 
-  constructor(code: string, statusCode: number, message: string, options?: { cause?: unknown }) {
+  constructor(
+    code: string,
+    statusCode: number,
+    message: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
     super(message, options)
     this.name = 'AgentError'
     this.code = code
     this.statusCode = statusCode
+    this.retryAfterSeconds = options?.retryAfterSeconds
   }
 }
 
@@ -85,6 +94,28 @@ export class UpstreamTimeoutError extends AgentError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('UpstreamTimeout', 504, message, options)
     this.name = 'UpstreamTimeoutError'
+  }
+}
+
+/**
+ * The call for these credentials waits in the upstream gate's queue (EKS Auth is throttling this
+ * node, or too many calls are in flight) and will not start soon enough for this request: 503
+ * with `Retry-After`. The call stays queued; the client's retry finds its result.
+ */
+export class UpstreamQueuedError extends AgentError {
+  constructor(opts: { etaMs: number; throttled: boolean }) {
+    const seconds = Math.min(60, Math.max(1, Math.ceil(opts.etaMs / 1000)))
+    super(
+      'UpstreamThrottled',
+      503,
+      opts.throttled
+        ? `EKS Auth is throttling this node's calls; the call for these credentials is queued and ` +
+            `should run within about ${seconds} s: retry after ${seconds} s`
+        : 'too many EKS Auth calls are in flight on this node; the call for these credentials is ' +
+            'queued: retry after 1 s',
+      { retryAfterSeconds: opts.throttled ? seconds : 1 },
+    )
+    this.name = 'UpstreamQueuedError'
   }
 }
 

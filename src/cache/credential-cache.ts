@@ -5,17 +5,27 @@
 // keeping the old credentials while a renewal fails with a recoverable error.
 
 import { LRUCache } from 'lru-cache'
-import { InvalidUpstreamResponseError, isIrrecoverable, toAgentError } from '../errors.js'
+import {
+  AgentError,
+  InvalidUpstreamResponseError,
+  RequestError,
+  UpstreamError,
+  UpstreamQueuedError,
+  isIrrecoverable,
+  toAgentError,
+} from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import { boundedCode } from '../metrics/metrics.js'
 import type { TokenClaims } from '../server/token.js'
 import { NBF_SKEW_MS } from '../server/token.js'
 import type { CredentialFetcher } from '../upstream/types.js'
-import type { Clock } from '../util/clock.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { tokenDigest } from '../util/logger.js'
 import { TokenBucket } from '../util/token-bucket.js'
 import { serializeCredentials } from './credentials-body.js'
+import type { GateJob } from './upstream-gate.js'
+import { UpstreamGate } from './upstream-gate.js'
 
 export interface CacheEntry {
   /** The exact token the upstream accepted: a hit requires this very string. */
@@ -60,6 +70,23 @@ export interface CredentialCacheOptions {
   refreshQps: number
   /** Source of jitter, [0, 1). Default Math.random. */
   random?: () => number
+  /**
+   * How long a request may wait for its upstream call to leave the gate's queue before it is
+   * answered 503 with `Retry-After` (the call stays queued). SDKs give up after about 1 s.
+   * Default 700 ms.
+   */
+  queueHoldMs?: number
+  /** Upstream calls in flight at first (slow start) and at most. Defaults 32 and 256. */
+  initialUpstreamWindow?: number
+  maxUpstreamWindow?: number
+}
+
+/** An upstream call for one token: every concurrent request for that token awaits it. */
+interface Flight {
+  readonly promise: Promise<CacheEntry>
+  readonly job: GateJob
+  /** Called when a throttled call goes back to the gate's queue. */
+  readonly requeued: Set<() => void>
 }
 
 /**
@@ -75,9 +102,34 @@ export function cacheKey(token: string): string {
 const RETRY_BASE_MS = 5_000
 const RETRY_CAP_MS = 120_000
 
+const noop = (): void => {}
+
+function isThrottle(err: unknown): boolean {
+  return err instanceof UpstreamError && err.statusCode === 429
+}
+
+function expiredInQueue(): Error {
+  return new RequestError(
+    'InvalidTokenClaims',
+    400,
+    'Service account token failed basic claim validations: token is expired',
+  )
+}
+
+function queueFull(): Error {
+  return new AgentError(
+    'UpstreamThrottled',
+    503,
+    'too many EKS Auth calls are queued on this node: retry after 5 s',
+    { retryAfterSeconds: 5 },
+  )
+}
+
 export class CredentialCache {
   readonly #lru: LRUCache<string, CacheEntry> | undefined
-  readonly #inflight = new Map<string, Promise<CacheEntry>>()
+  readonly #inflight = new Map<string, Flight>()
+  readonly #gate: UpstreamGate
+  readonly #queueHoldMs: number
   readonly #fetcher: CredentialFetcher
   readonly #clock: Clock
   readonly #metrics: AgentMetrics
@@ -95,6 +147,14 @@ export class CredentialCache {
     this.#minTtlMs = opts.minTtlMs ?? 15_000
     this.#maxRetentionMs = opts.maxRetentionMs
     this.#random = opts.random ?? Math.random
+    this.#queueHoldMs = opts.queueHoldMs ?? 700
+    this.#gate = new UpstreamGate({
+      clock: opts.clock,
+      isThrottle,
+      initialWindow: opts.initialUpstreamWindow,
+      maxWindow: opts.maxUpstreamWindow,
+      onFull: queueFull,
+    })
     this.#refreshBucket = new TokenBucket({
       clock: opts.clock,
       ratePerSecond: opts.refreshQps,
@@ -116,9 +176,14 @@ export class CredentialCache {
     return this.#lru?.size ?? 0
   }
 
-  /** Upstream calls in flight. */
+  /** Tokens with an upstream call queued or in flight. */
   get inflight(): number {
     return this.#inflight.size
+  }
+
+  /** The upstream gate's state, for metrics. */
+  get upstreamQueue(): { queued: number; pacePerSecond: number } {
+    return { queued: this.#gate.queued, pacePerSecond: this.#gate.pacePerSecond }
   }
 
   /**
@@ -145,23 +210,88 @@ export class CredentialCache {
    * client that gives up does not cancel it, and its result is cached for the client's retry.
    */
   resolve(token: string, claims: TokenClaims): Promise<CacheEntry> {
-    const pending = this.#inflight.get(token)
-    if (pending !== undefined) {
+    let flight = this.#inflight.get(token)
+    if (flight !== undefined) {
       this.#metrics.singleFlightWaits.inc()
-      return pending
+    } else {
+      this.#metrics.cacheState.inc({ state: 'miss' })
+      flight = this.#fetch(token, claims, 'request')
     }
-    this.#metrics.cacheState.inc({ state: 'miss' })
-    return this.#fetch(token, claims, 'request')
+    return this.#wait(flight)
+  }
+
+  /**
+   * A request awaits its token's call, but never for long while the call waits in the gate's
+   * queue (EKS Auth throttling this node): if the call is not likely to start within the hold
+   * time, or has not started when it runs out, the request is answered 503 with `Retry-After`.
+   * The call stays queued either way, and its result is cached for the client's retry. Once the
+   * call runs, the request waits for its answer (the upstream client bounds that).
+   */
+  #wait(flight: Flight): Promise<CacheEntry> {
+    const gate = this.#gate
+    const clock = this.#clock
+    const deadline = clock.now() + this.#queueHoldMs
+    const tooLate = (): UpstreamQueuedError | undefined => {
+      if (flight.job.started) return undefined
+      const now = clock.now()
+      const eta = gate.etaMs(flight.job)
+      if (now < deadline && now + eta <= deadline) return undefined
+      this.#metrics.queueRejections.inc()
+      return new UpstreamQueuedError({ etaMs: eta, throttled: gate.pacePerSecond > 0 })
+    }
+    const early = tooLate()
+    if (early !== undefined) return Promise.reject(early)
+    return new Promise<CacheEntry>((resolve, reject) => {
+      let timer: TimerHandle | undefined
+      const check = (): void => {
+        const err = tooLate()
+        if (err !== undefined) {
+          done()
+          reject(err)
+        } else if (!flight.job.started && timer === undefined) {
+          timer = clock.setTimer(() => {
+            timer = undefined
+            check()
+          }, deadline - clock.now())
+        }
+      }
+      const done = (): void => {
+        timer?.cancel()
+        flight.requeued.delete(check)
+      }
+      // A throttled call goes back to the queue: its waiters look again then.
+      flight.requeued.add(check)
+      check()
+      flight.promise.then(
+        (entry) => {
+          done()
+          resolve(entry)
+        },
+        (err: unknown) => {
+          done()
+          reject(err)
+        },
+      )
+    })
   }
 
   #fetch(
     token: string,
     claims: Pick<TokenClaims, 'expMs' | 'nbfMs' | 'namespace' | 'serviceAccount' | 'podName'>,
     reason: 'request' | 'refresh',
-  ): Promise<CacheEntry> {
+  ): Flight {
     const startMs = this.#clock.now()
     const digest = tokenDigest(token)
-    const p = this.#fetcher.fetchCredentials(token).then(
+    const requeued = new Set<() => void>()
+    const { promise: call, job } = this.#gate.submit(() => this.#fetcher.fetchCredentials(token), {
+      background: reason === 'refresh',
+      deadlineMs: claims.expMs,
+      onExpired: expiredInQueue,
+      onRequeue: () => {
+        for (const check of requeued) check()
+      },
+    })
+    const p = call.then(
       (creds) => {
         const now = this.#clock.now()
         const left = creds.expirationMs - now
@@ -238,9 +368,15 @@ export class CredentialCache {
         throw e
       },
     )
-    const tracked = p.finally(() => this.#inflight.delete(token))
-    this.#inflight.set(token, tracked)
-    return tracked
+    const flight: Flight = {
+      promise: p.finally(() => this.#inflight.delete(token)),
+      job,
+      requeued,
+    }
+    // Requests that gave up (503 after the hold) no longer await the call: never unhandled.
+    flight.promise.catch(noop)
+    this.#inflight.set(token, flight)
+    return flight
   }
 
   /** Drop the entry of exactly this token (never another token's entry sharing its key). */
@@ -267,7 +403,7 @@ export class CredentialCache {
         podName: e.podName,
       },
       'refresh',
-    ).then(
+    ).promise.then(
       () => this.#metrics.cacheState.inc({ state: 'hit' }),
       (err: unknown) => {
         const ae = toAgentError(err)

@@ -23,6 +23,7 @@ export interface AgentMetrics {
   upstreamDuration: Histogram<'api' | 'outcome'>
   singleFlightWaits: Counter
   refreshSkipped: Counter<'reason'>
+  queueRejections: Counter
 }
 
 /** Upstream error codes used as label values; anything else is folded into "Other". */
@@ -59,6 +60,8 @@ export interface CreateMetricsOptions {
   version: string
   /** Current number of cached entries, read at scrape time. */
   cacheEntries: () => number
+  /** The upstream gate: calls queued, and calls per second while paced (0 when not). */
+  upstreamQueue?: () => { queued: number; pacePerSecond: number }
   /** Register Node's default process metrics (CPU, memory, event loop lag, GC). Default true. */
   processMetrics?: boolean
 }
@@ -118,6 +121,30 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     labelNames: ['reason'],
     registers: [registry],
   })
+  const queueRejections = new Counter({
+    name: 'pod_identity_upstream_queue_rejections_total',
+    help: 'Requests answered 503 UpstreamThrottled because their upstream call was still queued',
+    registers: [registry],
+  })
+  const upstreamQueue = opts.upstreamQueue
+  if (upstreamQueue !== undefined) {
+    new Gauge({
+      name: 'pod_identity_upstream_queue_length',
+      help: 'Upstream calls waiting in the queue (EKS Auth throttling or too many in flight)',
+      registers: [registry],
+      collect() {
+        this.set(upstreamQueue().queued)
+      },
+    })
+    new Gauge({
+      name: 'pod_identity_upstream_pace_per_second',
+      help: 'Upstream calls per second allowed after EKS Auth throttled this node; 0 when not pacing',
+      registers: [registry],
+      collect() {
+        this.set(upstreamQueue().pacePerSecond)
+      },
+    })
+  }
   new Gauge({
     name: 'pod_identity_cache_entries',
     help: 'Credential sets currently cached',
@@ -143,5 +170,6 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     upstreamDuration,
     singleFlightWaits,
     refreshSkipped,
+    queueRejections,
   }
 }

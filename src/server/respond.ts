@@ -15,7 +15,7 @@ function extraHeaders(err: AgentError): string[] {
       return ['Allow', 'GET, HEAD']
     case 429:
     case 503:
-      return ['Retry-After', '1']
+      return ['Retry-After', String(err.retryAfterSeconds ?? 1)]
     default:
       return []
   }

@@ -199,18 +199,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
     expect(h.mock.stats.requests).toBe(2) // irrecoverable answers are not cached
   })
 
-  it('upstream throttling -> 429 ThrottlingException, and the agent does not retry it', async () => {
-    h.mock.setFaults({ throttleQps: 1 })
-    await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'first' }))) // takes the only token
-    const token = await h.mint({ podName: 'throttled' })
-    const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
-    allBodies.push(res.body)
-    expect(res.status).toBe(429)
-    expect((JSON.parse(res.body) as { Code: string }).Code).toBe('ThrottlingException')
-    expect(h.mock.stats.byOutcome.ThrottlingException).toBe(1)
-    expect(h.mock.stats.requests).toBe(2)
-  })
-
   it('upstream 503 is retried inside the budget; persistent 5xx is passed through', async () => {
     h.mock.setFaults({ errorRate: 1, errorStatus: 503 })
     const res = await rawGet(h.url, {
@@ -245,7 +233,7 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
 
   it('counts every response in pod_identity_http_response{code}', async () => {
     const text = await h.metricsText()
-    for (const code of ['200', '400', '403', '404', '405', '429', '503']) {
+    for (const code of ['200', '400', '403', '404', '405', '503']) {
       expect(metricValue(text, `pod_identity_http_response{code="${code}"}`)).toBeGreaterThan(0)
     }
   })
@@ -268,6 +256,37 @@ describe('upstream failures', () => {
       allBodies.push(res.body)
       expect(res.status).toBe(502)
       expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamUnreachable')
+    } finally {
+      await collect(h)
+      await h.close()
+    }
+  })
+
+  it('throttled upstream: the call is queued and paced, the pod gets 503 UpstreamThrottled with Retry-After, and the SDK retry is served from that one call', async () => {
+    const h = await startHarness()
+    try {
+      h.mock.setFaults({ throttleQps: 1 })
+      await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'first' }))) // the only token
+      const token = await h.mint({ podName: 'throttled' })
+      const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
+      allBodies.push(res.body)
+      expect(res.status).toBe(503)
+      expect(res.headers['content-type']).toBe('application/json')
+      expect(res.headers['retry-after']).toBe('1')
+      const body = JSON.parse(res.body) as { Code: string; Message: string }
+      expect(body.Code).toBe('UpstreamThrottled')
+      expect(body.Message).toMatch(/^EKS Auth is throttling this node's calls; .* retry after 1 s$/)
+      expect(h.mock.stats.byOutcome.ThrottlingException).toBe(1)
+      // The real SDK with its defaults (1 s timeout, 3 retries 1 s apart): the agent ran the
+      // queued call once the pace allowed it, and the retry is answered from its result.
+      const creds = await h.sdkFetch(await h.tokenFile(token), { maxRetries: 3, timeout: 1000 })
+      expect(creds.accessKeyId).toMatch(/^ASIA/)
+      expect(h.mock.stats.requests).toBe(3) // first pod, the throttled try, the paced retry
+      const text = await h.metricsText()
+      expect(metricValue(text, 'pod_identity_upstream_queue_rejections_total')).toBeGreaterThan(0)
+      expect(metricValue(text, 'pod_identity_upstream_pace_per_second')).toBeGreaterThan(0)
+      expect(metricValue(text, 'pod_identity_upstream_queue_length')).toBe(0)
+      expect(metricValue(text, 'pod_identity_http_response{code="429"}') ?? 0).toBe(0)
     } finally {
       await collect(h)
       await h.close()

@@ -701,6 +701,102 @@ describe('CredentialCache refresh rate limit', () => {
   })
 })
 
+describe('CredentialCache, EKS Auth throttling this node', () => {
+  /** Token A throttled once: the gate now paces at 1 call/s (no success in the last second). */
+  async function throttledOnce(s: Setup, token: string) {
+    const p = s.cache.resolve(token, s.claims())
+    s.fetcher.last().reject(upstream('ThrottlingException', 429))
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    return err as AgentError
+  }
+
+  it('answers 503 UpstreamThrottled with Retry-After, keeps the call queued, and serves the retry from its result', async () => {
+    const s = setup()
+    const token = tok('throttled')
+    const err = await throttledOnce(s, token)
+    expect(err).toBeInstanceOf(AgentError)
+    expect(err.statusCode).toBe(503)
+    expect(err.code).toBe('UpstreamThrottled')
+    expect(err.retryAfterSeconds).toBe(1)
+    expect(err.message).toBe(
+      "EKS Auth is throttling this node's calls; the call for these credentials is queued and should run within about 1 s: retry after 1 s",
+    )
+    expect(s.cache.upstreamQueue).toEqual({ queued: 1, pacePerSecond: 1 })
+    expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(1)
+    // The pace allows the next call 1 s after the 429: the gate runs it with nobody waiting.
+    s.clock.advance(999)
+    expect(s.fetcher.count).toBe(1)
+    s.clock.advance(1)
+    expect(s.fetcher.count).toBe(2)
+    s.fetcher.last().resolve(creds('paced', s.t0 + 6 * H))
+    await flush()
+    // The pod's retry is a hit: no further call.
+    expect(s.cache.lookup(token, s.clock.now())?.body.toString()).toContain('ASIATESTpaced')
+    expect(s.fetcher.count).toBe(2)
+    expect(await s.metric('pod_identity_cache_state', { state: 'miss' })).toBe(1)
+  })
+
+  it('a request joining a queued call waits when it should start within the hold time, else is answered at once', async () => {
+    const s = setup({ queueHoldMs: 700 })
+    const token = tok('joined')
+    await throttledOnce(s, token)
+    // eta 1000 ms > 700 ms: answered at once, nothing more sent
+    const early = await s.cache.resolve(token, s.claims()).catch((e: unknown) => e as AgentError)
+    expect((early as AgentError).code).toBe('UpstreamThrottled')
+    expect(await s.metric('pod_identity_cache_singleflight_waits_total')).toBe(1)
+    s.clock.advance(400)
+    // eta 600 ms <= 700 ms: held until the call runs and answers
+    let served: unknown
+    const held = s.cache.resolve(token, s.claims()).then((e) => (served = e))
+    s.clock.advance(600)
+    expect(s.fetcher.count).toBe(2)
+    await flush()
+    expect(served).toBeUndefined()
+    s.fetcher.last().resolve(creds('held', s.t0 + 6 * H))
+    await held
+    expect((served as { body: Buffer }).body.toString()).toContain('ASIATESTheld')
+    expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(2)
+  })
+
+  it('a held request whose call is throttled again gets 503 at once, with the new wait', async () => {
+    const s = setup()
+    const token = tok('twice')
+    await throttledOnce(s, token)
+    s.clock.advance(500)
+    const p = s.cache.resolve(token, s.claims()).catch((e: unknown) => e as AgentError)
+    s.clock.advance(500) // the paced call starts
+    expect(s.fetcher.count).toBe(2)
+    s.fetcher.last().reject(upstream('ThrottlingException', 429)) // started after the cut: cut again
+    const err = (await p) as AgentError
+    expect(err.code).toBe('UpstreamThrottled')
+    expect(s.cache.upstreamQueue.queued).toBe(1)
+    // The rate stays at its floor of 1 call/s: the next paced start is 1 s away.
+    expect(err.retryAfterSeconds).toBe(1)
+    expect(s.cache.upstreamQueue.pacePerSecond).toBe(1)
+  })
+
+  it('a request held past the hold time while the queue does not move gets 503', async () => {
+    const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
+    const first = s.cache.resolve(tok('slow'), s.claims())
+    // window 1 is taken, gate open: the second call waits for a slot, at most 300 ms
+    const second = s.cache.resolve(tok('behind'), s.claims()).catch((e: unknown) => e as AgentError)
+    s.clock.advance(300)
+    const err = (await second) as AgentError
+    expect(err.code).toBe('UpstreamThrottled')
+    expect(err.message).toBe(
+      'too many EKS Auth calls are in flight on this node; the call for these credentials is queued: retry after 1 s',
+    )
+    expect(err.retryAfterSeconds).toBe(1)
+    s.fetcher.last().resolve(creds('slow', s.t0 + 6 * H))
+    await first
+    s.clock.advance(1)
+    expect(s.fetcher.count).toBe(2) // the queued call still runs
+  })
+})
+
 describe('CredentialCache logs', () => {
   it('logs fetches at trace level with a token digest, never the token or the secrets', async () => {
     const s = setup()

@@ -1,0 +1,306 @@
+// The gate every upstream credential call goes through. It keeps a throttled upstream from being
+// hammered by the node it serves, so that a herd of pods costs about one call per pod however
+// hard EKS Auth pushes back:
+// - Open (the normal state): calls start at once, at most `window` in flight. The window starts
+//   small and grows by one per success (slow start), so a herd's first burst overshoots a
+//   throttling upstream by a few calls, not by the whole herd.
+// - Paced: after a 429, calls start no faster than `rate` per second, in FIFO order, request calls
+//   before background renewals. The first rate is what the upstream accepted over the last second;
+//   a later 429 (from a call started after the last cut) cuts it by 15 %; every success adds
+//   1/rate (about one call per second per second, as TCP's congestion avoidance does). A request
+//   call that was throttled goes back to the head of the queue and is tried again, so a pod's
+//   retry finds it done; after MAX_THROTTLED_TRIES its waiters get the 429.
+// - Back to open after IDLE_RESET_MS without a 429 and with nothing queued.
+// Nothing here runs on the hot path (a cache hit): only misses and renewals come through.
+
+import type { Clock, TimerHandle } from '../util/clock.js'
+
+export interface GateJob {
+  /** True while the call runs (false while it waits in the queue). */
+  readonly started: boolean
+}
+
+export interface SubmitOptions {
+  /** A background renewal: waits behind every request call, is never retried on 429. */
+  background: boolean
+  /** Give up on the call if it has not started by then (the token has expired): onExpired(). */
+  deadlineMs: number
+  onExpired: () => Error
+  /** Called when a throttled call has gone back to the head of the queue. */
+  onRequeue?: () => void
+}
+
+export interface UpstreamGateOptions {
+  clock: Clock
+  /** Whether an error is the upstream's throttling answer (429). */
+  isThrottle: (err: unknown) => boolean
+  /** Calls in flight at first. Default 32. */
+  initialWindow?: number
+  /** Calls in flight at most. Default 256. */
+  maxWindow?: number
+  /** Request calls waiting at most; more are refused with onFull(). Default 10 000. */
+  maxQueue?: number
+  onFull?: () => Error
+}
+
+interface Job<T> extends GateJob {
+  started: boolean
+  readonly run: () => Promise<T>
+  readonly resolve: (v: T) => void
+  readonly reject: (e: unknown) => void
+  readonly opts: SubmitOptions
+  throttledTries: number
+  startedAtMs: number
+}
+
+type AnyJob = Job<unknown>
+
+const MIN_RATE = 1
+const CUT = 0.85
+const IDLE_RESET_MS = 30_000
+const MAX_THROTTLED_TRIES = 10
+
+/** A FIFO of jobs that can also take one back at its head, with O(1) shift. */
+class JobQueue {
+  #items: AnyJob[] = []
+  #head = 0
+
+  get length(): number {
+    return this.#items.length - this.#head
+  }
+
+  push(j: AnyJob): void {
+    this.#items.push(j)
+  }
+
+  unshift(j: AnyJob): void {
+    if (this.#head > 0) this.#items[--this.#head] = j
+    else this.#items.unshift(j)
+  }
+
+  shift(): AnyJob | undefined {
+    if (this.#head >= this.#items.length) return undefined
+    const j = this.#items[this.#head]
+    this.#items[this.#head++] = undefined as unknown as AnyJob
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    return j
+  }
+
+  indexOf(j: AnyJob): number {
+    const i = this.#items.indexOf(j, this.#head)
+    return i < 0 ? -1 : i - this.#head
+  }
+}
+
+export class UpstreamGate {
+  readonly #clock: Clock
+  readonly #isThrottle: (err: unknown) => boolean
+  readonly #initialWindow: number
+  readonly #maxWindow: number
+  readonly #maxQueue: number
+  readonly #onFull: () => Error
+  readonly #requests = new JobQueue()
+  readonly #background = new JobQueue()
+  /** Completion times of successful calls over the last second (to size the first pace). */
+  readonly #recentSuccesses: number[] = []
+  #window: number
+  #inflight = 0
+  /** Calls per second while paced; Infinity while open. */
+  #rate = Infinity
+  #nextStartMs = 0
+  #lastCutMs = -Infinity
+  #lastThrottleMs = -Infinity
+  #timer: TimerHandle | undefined
+
+  constructor(opts: UpstreamGateOptions) {
+    this.#clock = opts.clock
+    this.#isThrottle = opts.isThrottle
+    this.#initialWindow = opts.initialWindow ?? 32
+    this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? 256)
+    this.#maxQueue = opts.maxQueue ?? 10_000
+    this.#onFull =
+      opts.onFull ?? (() => new Error('too many upstream calls waiting; try again later'))
+    this.#window = this.#initialWindow
+  }
+
+  /** Calls waiting to start (requests and renewals). */
+  get queued(): number {
+    return this.#requests.length + this.#background.length
+  }
+
+  /** Calls running. */
+  get inflight(): number {
+    return this.#inflight
+  }
+
+  /** Calls per second allowed while paced; 0 while open. */
+  get pacePerSecond(): number {
+    return this.#rate === Infinity ? 0 : this.#rate
+  }
+
+  /** Run `run` when the gate allows; the job tells whether it has started. */
+  submit<T>(run: () => Promise<T>, opts: SubmitOptions): { promise: Promise<T>; job: GateJob } {
+    let resolve!: (v: T) => void
+    let reject!: (e: unknown) => void
+    const promise = new Promise<T>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    const job: Job<T> = {
+      started: false,
+      run,
+      resolve,
+      reject,
+      opts,
+      throttledTries: 0,
+      startedAtMs: 0,
+    }
+    if (!opts.background && this.#requests.length >= this.#maxQueue) {
+      reject(this.#onFull())
+      return { promise, job }
+    }
+    ;(opts.background ? this.#background : this.#requests).push(job as AnyJob)
+    this.#pump()
+    return { promise, job }
+  }
+
+  /**
+   * About how long until a queued job starts (0 once started). Exact enough to choose between
+   * holding a request and telling its client when to come back.
+   */
+  etaMs(job: GateJob): number {
+    if (job.started) return 0
+    // Open: a free slot comes with the next answer; the hold timer bounds the wait.
+    if (this.#rate === Infinity) return 0
+    const ahead = this.#position(job as AnyJob)
+    return Math.max(0, this.#nextStartMs - this.#clock.now()) + (ahead * 1000) / this.#rate
+  }
+
+  #position(job: AnyJob): number {
+    const i = this.#requests.indexOf(job)
+    if (i >= 0) return i
+    const b = this.#background.indexOf(job)
+    return b < 0 ? 0 : this.#requests.length + b
+  }
+
+  #pump(): void {
+    for (;;) {
+      if (this.#inflight >= this.#window) return
+      const now = this.#clock.now()
+      if (this.#rate !== Infinity) {
+        if (
+          this.#requests.length === 0 &&
+          this.#background.length === 0 &&
+          now - this.#lastThrottleMs >= IDLE_RESET_MS
+        ) {
+          this.#rate = Infinity
+        } else if (now < this.#nextStartMs) {
+          this.#arm(this.#nextStartMs - now)
+          return
+        }
+      }
+      const job = this.#requests.shift() ?? this.#background.shift()
+      if (job === undefined) return
+      if (now >= job.opts.deadlineMs) {
+        job.reject(job.opts.onExpired())
+        continue
+      }
+      if (this.#rate !== Infinity)
+        this.#nextStartMs = Math.max(now, this.#nextStartMs) + 1000 / this.#rate
+      this.#start(job, now)
+    }
+  }
+
+  /**
+   * After an answer, start queued calls on the next turn of the event loop, not at once: the
+   * answers of one round arrive together, and a round's 429s must be seen before its successes
+   * start more calls (else slow start sends a whole window into an empty quota).
+   */
+  #pumpSoon(): void {
+    if (this.#requests.length > 0 || this.#background.length > 0) this.#arm(1)
+  }
+
+  #arm(ms: number): void {
+    if (this.#timer !== undefined) return
+    this.#timer = this.#clock.setTimer(() => {
+      this.#timer = undefined
+      this.#pump()
+    }, ms)
+  }
+
+  #start(job: AnyJob, now: number): void {
+    job.started = true
+    job.startedAtMs = now
+    this.#inflight++
+    let p: Promise<unknown>
+    try {
+      p = job.run()
+    } catch (err) {
+      p = Promise.reject(err)
+    }
+    p.then(
+      (v) => {
+        this.#inflight--
+        this.#onSuccess()
+        job.resolve(v)
+        this.#pumpSoon()
+      },
+      (err: unknown) => {
+        this.#inflight--
+        if (this.#isThrottle(err)) {
+          this.#onThrottle(job)
+          if (!job.opts.background && ++job.throttledTries < MAX_THROTTLED_TRIES) {
+            job.started = false
+            this.#requests.unshift(job)
+            this.#pumpSoon()
+            job.opts.onRequeue?.()
+            return
+          }
+        }
+        job.reject(err)
+        this.#pumpSoon()
+      },
+    )
+  }
+
+  #onSuccess(): void {
+    const now = this.#clock.now()
+    if (this.#rate === Infinity) {
+      if (this.#window < this.#maxWindow) this.#window++
+      const r = this.#recentSuccesses
+      r.push(now)
+      // Only the last second matters; keep the list short whatever the call rate.
+      if (r.length > 4096 || (r[0] as number) < now - 1000) this.#pruneSuccesses(now)
+    } else {
+      this.#rate += 1 / this.#rate
+    }
+  }
+
+  #pruneSuccesses(now: number): void {
+    const r = this.#recentSuccesses
+    let i = 0
+    while (i < r.length && (r[i] as number) < now - 1000) i++
+    r.splice(0, Math.max(i, r.length - 4096))
+  }
+
+  #onThrottle(job: AnyJob): void {
+    const now = this.#clock.now()
+    this.#lastThrottleMs = now
+    if (this.#rate === Infinity) {
+      this.#pruneSuccesses(now)
+      this.#rate = Math.max(MIN_RATE, this.#recentSuccesses.length)
+      this.#recentSuccesses.length = 0
+      this.#window = this.#initialWindow
+      this.#nextStartMs = now + 1000 / this.#rate
+      this.#lastCutMs = now
+    } else if (job.startedAtMs > this.#lastCutMs) {
+      // One cut per round: calls started before the last cut were sent at the old rate.
+      this.#rate = Math.max(MIN_RATE, this.#rate * CUT)
+      this.#nextStartMs = Math.max(this.#nextStartMs, now + 1000 / this.#rate)
+      this.#lastCutMs = now
+    }
+  }
+}

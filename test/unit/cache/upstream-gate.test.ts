@@ -1,0 +1,285 @@
+// The upstream gate on a manual clock: slow start, pacing after a 429, re-queueing throttled
+// calls, and a simulated node boot herd against an upstream that throttles like EKS Auth.
+
+import { describe, expect, it } from 'vitest'
+import type { SubmitOptions } from '../../../src/cache/upstream-gate.js'
+import { UpstreamGate } from '../../../src/cache/upstream-gate.js'
+import { ManualClock } from '../../../src/util/clock.js'
+import { deferred, flush } from '../../helpers/deferred-fetcher.js'
+import type { Deferred } from '../../helpers/deferred-fetcher.js'
+
+class Throttled extends Error {
+  readonly status = 429
+}
+
+const isThrottle = (e: unknown): boolean => e instanceof Throttled
+const expired = (): Error => new Error('expired in queue')
+
+function req(over: Partial<SubmitOptions> = {}): SubmitOptions {
+  return { background: false, deadlineMs: Infinity, onExpired: expired, ...over }
+}
+
+/** Calls the test settles by hand. */
+function handDriven() {
+  const calls: Deferred<string>[] = []
+  const run = (): Promise<string> => {
+    const d = deferred<string>()
+    calls.push(d)
+    return d.promise
+  }
+  return { calls, run }
+}
+
+/**
+ * An upstream with EKS Auth's throttling: a token bucket of `rate`/s holding `burst`, answering
+ * after `latencyMs` (429s too, as the mock does).
+ */
+function throttlingUpstream(clock: ManualClock, rate: number, burst: number, latencyMs: number) {
+  let tokens = burst
+  let at = clock.now()
+  const stats = { calls: 0, ok: 0, throttled: 0 }
+  const call = (): Promise<string> => {
+    stats.calls++
+    const now = clock.now()
+    tokens = Math.min(burst, tokens + ((now - at) / 1000) * rate)
+    at = now
+    const ok = tokens >= 1
+    if (ok) tokens -= 1
+    return new Promise((resolve, reject) => {
+      clock.setTimer(() => {
+        if (ok) {
+          stats.ok++
+          resolve('creds')
+        } else {
+          stats.throttled++
+          reject(new Throttled('Rate exceeded'))
+        }
+      }, latencyMs)
+    })
+  }
+  return { call, stats }
+}
+
+/** Advance the clock in steps, letting promise callbacks run between steps. */
+async function runFor(clock: ManualClock, ms: number, step = 5): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    clock.advance(step)
+    await flush()
+  }
+}
+
+describe('UpstreamGate, open', () => {
+  it('starts calls at once up to the initial window, and grows the window by one per success', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 2, maxWindow: 3 })
+    const { calls, run } = handDriven()
+    const jobs = [1, 2, 3, 4].map(() => gate.submit(run, req()))
+    expect(calls).toHaveLength(2)
+    expect(jobs.map((j) => j.job.started)).toEqual([true, true, false, false])
+    expect(gate.queued).toBe(2)
+    expect(gate.etaMs(jobs[3]!.job)).toBe(0) // open: the hold timer bounds the wait
+    calls[0]!.resolve('a')
+    await flush()
+    expect(calls).toHaveLength(2) // queued calls start on the next turn, after this round's answers
+    clock.advance(1)
+    // window 3 now: two more start
+    expect(calls).toHaveLength(4)
+    expect(await jobs[0]!.promise).toBe('a')
+    expect(gate.pacePerSecond).toBe(0)
+  })
+
+  it('a call that throws synchronously rejects its job and frees its slot', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 1 })
+    const bad = gate.submit(() => {
+      throw new Error('boom')
+    }, req())
+    await expect(bad.promise).rejects.toThrow('boom')
+    const good = gate.submit(() => Promise.resolve('ok'), req())
+    expect(await good.promise).toBe('ok')
+    expect(gate.inflight).toBe(0)
+  })
+
+  it('refuses request calls beyond maxQueue with onFull()', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({
+      clock,
+      isThrottle,
+      initialWindow: 1,
+      maxQueue: 1,
+      onFull: () => new Error('queue full'),
+    })
+    const { run } = handDriven()
+    gate.submit(run, req())
+    gate.submit(run, req())
+    await expect(gate.submit(run, req()).promise).rejects.toThrow('queue full')
+    expect(gate.queued).toBe(1)
+  })
+
+  it('drops a queued call whose token expired before it could start', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 1 })
+    const { calls, run } = handDriven()
+    gate.submit(run, req())
+    const late = gate.submit(run, req({ deadlineMs: clock.now() + 1000 }))
+    clock.advance(2000)
+    calls[0]!.resolve('a')
+    await flush()
+    clock.advance(1)
+    await expect(late.promise).rejects.toThrow('expired in queue')
+    expect(calls).toHaveLength(1)
+  })
+})
+
+describe('UpstreamGate, throttled', () => {
+  it('after a 429 paces calls at the rate the upstream accepted over the last second, and re-queues the throttled call first', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 8 })
+    const { calls, run } = handDriven()
+    const jobs = Array.from({ length: 8 }, () => gate.submit(run, req()))
+    for (let i = 0; i < 4; i++) calls[i]!.resolve(`ok${i}`)
+    await flush()
+    // 4 more started on those successes (window 12); now one of the first batch is throttled
+    expect(calls).toHaveLength(8)
+    const requeued: number[] = []
+    const waiting = Array.from({ length: 3 }, (_, i) =>
+      gate.submit(run, req({ onRequeue: () => requeued.push(i) })),
+    )
+    expect(calls).toHaveLength(11)
+    calls[4]!.reject(new Throttled())
+    await flush()
+    expect(gate.pacePerSecond).toBe(4) // 4 successes in the last second
+    expect(jobs[4]!.job.started).toBe(false)
+    expect(gate.etaMs(jobs[4]!.job)).toBe(250) // head of the queue, next start in 1/4 s
+    // Other calls already in flight were sent at the old rate: their 429s do not cut again.
+    calls[5]!.reject(new Throttled())
+    await flush()
+    expect(gate.pacePerSecond).toBe(4)
+    expect(gate.queued).toBe(2)
+    expect(gate.etaMs(jobs[5]!.job)).toBe(250)
+    expect(gate.etaMs(jobs[4]!.job)).toBe(500)
+    // Paced: one start per 250 ms, the most recently re-queued first.
+    clock.advance(249)
+    expect(calls).toHaveLength(11)
+    clock.advance(1)
+    expect(calls).toHaveLength(12)
+    expect(jobs[5]!.job.started).toBe(true)
+    clock.advance(250)
+    expect(calls).toHaveLength(13)
+    expect(jobs[4]!.job.started).toBe(true)
+    calls[12]!.resolve('late')
+    expect(await jobs[4]!.promise).toBe('late')
+    expect(requeued).toEqual([])
+    expect(waiting.every((w) => w.job.started)).toBe(true)
+  })
+
+  it('a 429 on a call started at the new pace cuts the rate by 15 %; successes add 1/rate', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 8 })
+    const { calls, run } = handDriven()
+    for (let i = 0; i < 4; i++) gate.submit(run, req())
+    for (let i = 0; i < 3; i++) calls[i]!.resolve('ok')
+    calls[3]!.reject(new Throttled())
+    await flush()
+    expect(gate.pacePerSecond).toBe(3)
+    for (let i = 0; i < 4; i++) gate.submit(run, req())
+    expect(calls).toHaveLength(4) // paced: nothing starts before 1/3 s
+    clock.advance(5000)
+    expect(calls).toHaveLength(9) // the re-queued call and the 4 new ones, 1/3 s apart
+    calls[8]!.reject(new Throttled()) // sent at the new pace: its 429 cuts
+    await flush()
+    expect(gate.pacePerSecond).toBeCloseTo(3 * 0.85, 5)
+    calls[7]!.reject(new Throttled()) // sent before that cut: no second cut
+    await flush()
+    expect(gate.pacePerSecond).toBeCloseTo(3 * 0.85, 5)
+    calls[6]!.resolve('ok')
+    await flush()
+    expect(gate.pacePerSecond).toBeCloseTo(2.55 + 1 / 2.55, 5)
+  })
+
+  it('gives a request call back to its waiters as a 429 after 10 throttled tries; renewals are never re-queued', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle })
+    let n = 0
+    const always429 = (): Promise<string> => {
+      n++
+      return Promise.reject(new Throttled('Rate exceeded'))
+    }
+    const job = gate.submit(always429, req())
+    const outcome = job.promise.catch((e: unknown) => e)
+    await runFor(clock, 30_000, 100)
+    expect(await outcome).toBeInstanceOf(Throttled)
+    expect(n).toBe(10)
+
+    const bg = gate.submit(always429, req({ background: true })).promise.catch((e: unknown) => e)
+    await runFor(clock, 2000, 100)
+    expect(await bg).toBeInstanceOf(Throttled)
+    expect(n).toBe(11)
+  })
+
+  it('starts renewals only when no request call waits', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 1 })
+    const order: string[] = []
+    const { calls, run } = handDriven()
+    gate.submit(run, req())
+    gate.submit(() => (order.push('bg'), Promise.resolve('bg')), req({ background: true }))
+    gate.submit(() => (order.push('req'), Promise.resolve('req')), req())
+    calls[0]!.resolve('first')
+    await runFor(clock, 10, 1)
+    expect(order).toEqual(['req', 'bg'])
+  })
+
+  it('goes back to open after 30 s without a 429 and with nothing queued', async () => {
+    const clock = new ManualClock()
+    const up = throttlingUpstream(clock, 1, 1, 10)
+    const gate = new UpstreamGate({ clock, isThrottle })
+    const a = gate.submit(up.call, req())
+    const b = gate.submit(up.call, req())
+    await runFor(clock, 3000, 10)
+    expect(await a.promise).toBe('creds')
+    expect(await b.promise).toBe('creds')
+    expect(gate.pacePerSecond).toBeGreaterThan(0)
+    clock.advance(30_000)
+    const c = gate.submit(() => Promise.resolve('open'), req())
+    expect(c.job.started).toBe(true)
+    expect(gate.pacePerSecond).toBe(0)
+  })
+})
+
+describe('UpstreamGate, node boot herd against an upstream throttling at 20 calls/s (burst 20)', () => {
+  it('serves 250 distinct pods with at most 1.2 calls per pod, within 1.3 x the time the rate allows', async () => {
+    const clock = new ManualClock()
+    const up = throttlingUpstream(clock, 20, 20, 50)
+    const gate = new UpstreamGate({ clock, isThrottle })
+    const t0 = clock.now()
+    const doneAt: number[] = []
+    const jobs = Array.from({ length: 250 }, () => {
+      const j = gate.submit(up.call, req())
+      void j.promise.then(() => doneAt.push(clock.now() - t0))
+      return j
+    })
+    await runFor(clock, 20_000, 10)
+    expect(doneAt).toHaveLength(250)
+    for (const j of jobs) expect(await j.promise).toBe('creds')
+    // Served at (250 - 20) / 20 = 11.5 s at best; the target is 1.3 x that.
+    const last = Math.max(...doneAt)
+    expect(last).toBeLessThanOrEqual(1.3 * 11_500)
+    expect(up.stats.ok).toBe(250)
+    expect(up.stats.calls).toBeLessThanOrEqual(1.2 * 250)
+  })
+
+  it('without throttling, 250 pods cost exactly 250 calls and are served within 1 s at 50 ms latency', async () => {
+    const clock = new ManualClock()
+    const up = throttlingUpstream(clock, 1e9, 1e9, 50)
+    const gate = new UpstreamGate({ clock, isThrottle })
+    const t0 = clock.now()
+    let last = 0
+    const jobs = Array.from({ length: 250 }, () => gate.submit(up.call, req()))
+    for (const j of jobs) void j.promise.then(() => (last = clock.now() - t0))
+    await runFor(clock, 2000, 10)
+    for (const j of jobs) expect(await j.promise).toBe('creds')
+    expect(up.stats.calls).toBe(250)
+    expect(last).toBeLessThanOrEqual(1000)
+  })
+})
