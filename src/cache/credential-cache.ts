@@ -87,6 +87,9 @@ interface Flight {
   readonly job: GateJob
   /** Called when a throttled call goes back to the gate's queue. */
   readonly requeued: Set<() => void>
+  /** The token's `exp` and `nbf` (ms), checked when a request joins without parsing it. */
+  readonly expMs: number
+  readonly nbfMs: number
 }
 
 /**
@@ -202,6 +205,20 @@ export class CredentialCache {
     }
     if (nowMs >= e.refreshAtMs) this.#refresh(token, e, nowMs)
     return e
+  }
+
+  /**
+   * A request for a token whose call is queued or in flight: await that call, without parsing
+   * the token again (it was parsed when the call started). Undefined when there is no such call,
+   * or when the token is no longer within its validity (the caller's checks then say why).
+   */
+  join(token: string, nowMs: number): Promise<CacheEntry> | undefined {
+    const flight = this.#inflight.get(token)
+    if (flight === undefined || nowMs >= flight.expMs || nowMs < flight.nbfMs - NBF_SKEW_MS) {
+      return undefined
+    }
+    this.#metrics.singleFlightWaits.inc()
+    return this.#wait(flight)
   }
 
   /**
@@ -372,6 +389,8 @@ export class CredentialCache {
       promise: p.finally(() => this.#inflight.delete(token)),
       job,
       requeued,
+      expMs: claims.expMs,
+      nbfMs: claims.nbfMs,
     }
     // Requests that gave up (503 after the hold) no longer await the call: never unhandled.
     flight.promise.catch(noop)

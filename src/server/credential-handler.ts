@@ -51,10 +51,12 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   const debug = logger.isLevelEnabled('debug')
   const writeLine = rawLineWriter(logger)
 
-  /** One trace line per hit, same layout as pino's, from a tail pre-built once per entry. */
-  function traceHit(entry: CacheEntry, nowMs: number): void {
-    entry.traceTail ??= `,"event":"served","cache":"hit","tokenDigest":${JSON.stringify(entry.digest)},"namespace":${JSON.stringify(entry.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.serviceAccount ?? null)},"msg":"served credentials"}\n`
-    writeLine(`{"level":"trace","time":"${isoTime(nowMs)}"${entry.traceTail}`)
+  /** One trace line per answer, same layout as pino's, from a tail pre-built once per entry. */
+  function traceServed(entry: CacheEntry, nowMs: number, kind: 'hit' | 'miss'): void {
+    entry.traceTail ??= `,"tokenDigest":${JSON.stringify(entry.digest)},"namespace":${JSON.stringify(entry.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.serviceAccount ?? null)},"msg":"served credentials"}\n`
+    writeLine(
+      `{"level":"trace","time":"${isoTime(nowMs)}","event":"served","cache":"${kind}"${entry.traceTail}`,
+    )
   }
 
   function fail(res: ServerResponse, err: AgentError, head: boolean): void {
@@ -74,39 +76,30 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     responses.inc(200)
   }
 
-  function okMiss(res: ServerResponse, entry: CacheEntry, head: boolean): void {
-    ok(res, entry, head)
-    if (trace) {
-      logger.trace(
-        {
-          event: 'served',
-          cache: 'miss',
-          tokenDigest: entry.digest,
-          namespace: entry.namespace,
-          serviceAccount: entry.serviceAccount,
-        },
-        'served credentials',
-      )
-    }
-  }
-
   async function miss(
     res: ServerResponse,
     token: string,
     nowMs: number,
     head: boolean,
   ): Promise<void> {
-    let claims
-    try {
-      claims = parseToken(token)
-      checkTokenTimes(claims, nowMs)
-    } catch (err) {
-      fail(res, toAgentError(err), head)
-      return
+    // A request for a token whose call is already queued or in flight joins it without parsing
+    // the token again (a herd of one pod's workers parses it once).
+    let pending = cache.join(token, nowMs)
+    if (pending === undefined) {
+      let claims
+      try {
+        claims = parseToken(token)
+        checkTokenTimes(claims, nowMs)
+      } catch (err) {
+        fail(res, toAgentError(err), head)
+        return
+      }
+      pending = cache.resolve(token, claims)
     }
     try {
-      const entry = await cache.resolve(token, claims)
-      okMiss(res, entry, head)
+      const entry = await pending
+      ok(res, entry, head)
+      if (trace) traceServed(entry, clock.now(), 'miss')
     } catch (err) {
       fail(res, toAgentError(err), head)
     }
@@ -170,7 +163,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     const entry = cache.lookup(token, now)
     if (entry !== undefined) {
       ok(res, entry, head)
-      if (trace) traceHit(entry, now)
+      if (trace) traceServed(entry, now, 'hit')
       return
     }
     void miss(res, token, now, head)

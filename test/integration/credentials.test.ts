@@ -342,14 +342,16 @@ describe('secrets never leak', () => {
     expect(allLogs.some((l) => l.includes('"tokenDigest"'))).toBe(true)
     // every line is one JSON object, the pre-serialised trace lines of cache hits included
     const parsed = allLogs.map((l) => JSON.parse(l) as Record<string, unknown>)
-    const hit = parsed.find((l) => l.event === 'served' && l.cache === 'hit')
-    expect(hit).toMatchObject({
-      level: 'trace',
-      namespace: 'default',
-      serviceAccount: 'app',
-      msg: 'served credentials',
-    })
-    expect(hit?.tokenDigest).toMatch(/^[0-9a-f]{12}$/)
-    expect(new Date(hit?.time as string).toISOString()).toBe(hit?.time)
+    for (const kind of ['hit', 'miss']) {
+      const line = parsed.find((l) => l.event === 'served' && l.cache === kind)
+      expect(line).toMatchObject({
+        level: 'trace',
+        namespace: 'default',
+        serviceAccount: 'app',
+        msg: 'served credentials',
+      })
+      expect(line?.tokenDigest).toMatch(/^[0-9a-f]{12}$/)
+      expect(new Date(line?.time as string).toISOString()).toBe(line?.time)
+    }
   })
 })

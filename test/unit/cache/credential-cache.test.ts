@@ -147,6 +147,21 @@ describe('CredentialCache single flight', () => {
     expect(await s.metric('pod_identity_cache_state', { state: 'miss' })).toBe(1)
   })
 
+  it('join() awaits the call in flight without claims, only while the token is within its validity', async () => {
+    const s = setup()
+    const token = tok('join')
+    expect(s.cache.join(token, s.clock.now())).toBeUndefined() // nothing in flight
+    const first = s.cache.resolve(token, s.claims({ expMs: s.t0 + 10 * MIN }))
+    const joined = s.cache.join(token, s.clock.now())
+    expect(joined).toBeDefined()
+    expect(s.cache.join(token, s.t0 + 10 * MIN)).toBeUndefined() // expired by then: parse and refuse
+    expect(s.cache.join(tok('other'), s.clock.now())).toBeUndefined()
+    s.fetcher.last().resolve(creds('j', s.t0 + 6 * H))
+    expect(await joined).toBe(await first)
+    expect(s.fetcher.count).toBe(1)
+    expect(await s.metric('pod_identity_cache_singleflight_waits_total')).toBe(1)
+  })
+
   it('different tokens get separate calls and separate entries', async () => {
     const s = setup()
     const a = tok('sf-a')
