@@ -5,11 +5,13 @@
 //   small and grows by one per success (slow start), so a herd's first burst overshoots a
 //   throttling upstream by a few calls, not by the whole herd.
 // - Paced: after a 429, calls start no faster than `rate` per second, in FIFO order, request calls
-//   before background renewals. The first rate is what the upstream accepted over the last second;
-//   a later 429 (from a call started after the last cut) cuts it by 15 %; every success adds
-//   1/rate (about one call per second per second, as TCP's congestion avoidance does). A request
-//   call that was throttled goes back to the head of the queue and is tried again, so a pod's
-//   retry finds it done; after MAX_THROTTLED_TRIES its waiters get the 429.
+//   before background renewals. The first rate is what the upstream accepted over the last
+//   second (a floor of its quota); it then doubles per second (one call per success, as TCP's
+//   slow start does) until a 429 from a call sent at the new pace cuts it by 15 %. From then on it
+//   grows by about 5 % per second, and each further 429 cuts 15 % (one cut per round: calls sent
+//   before a cut do not cut again). A request call that was throttled goes back to the head of
+//   the queue and is tried again, so a pod's retry finds it done; after MAX_THROTTLED_TRIES its
+//   waiters get the 429.
 // - Back to open after IDLE_RESET_MS without a 429 and with nothing queued.
 // Nothing here runs on the hot path (a cache hit): only misses and renewals come through.
 
@@ -34,7 +36,7 @@ export interface UpstreamGateOptions {
   clock: Clock
   /** Whether an error is the upstream's throttling answer (429). */
   isThrottle: (err: unknown) => boolean
-  /** Calls in flight at first. Default 32. */
+  /** Calls in flight at first. Default 8. */
   initialWindow?: number
   /** Calls in flight at most. Default 256. */
   maxWindow?: number
@@ -57,6 +59,8 @@ type AnyJob = Job<unknown>
 
 const MIN_RATE = 1
 const CUT = 0.85
+/** Added to the rate per success once a 429 has been seen at the pace: about 5 % per second. */
+const GROWTH = 0.05
 const IDLE_RESET_MS = 30_000
 const MAX_THROTTLED_TRIES = 10
 
@@ -110,6 +114,8 @@ export class UpstreamGate {
   #inflight = 0
   /** Calls per second while paced; Infinity while open. */
   #rate = Infinity
+  /** The rate after the last cut (Infinity: none since pacing began); below it, fast growth. */
+  #ceiling = Infinity
   #nextStartMs = 0
   #lastCutMs = -Infinity
   #lastThrottleMs = -Infinity
@@ -118,7 +124,7 @@ export class UpstreamGate {
   constructor(opts: UpstreamGateOptions) {
     this.#clock = opts.clock
     this.#isThrottle = opts.isThrottle
-    this.#initialWindow = opts.initialWindow ?? 32
+    this.#initialWindow = opts.initialWindow ?? 8
     this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? 256)
     this.#maxQueue = opts.maxQueue ?? 10_000
     this.#onFull =
@@ -275,7 +281,9 @@ export class UpstreamGate {
       // Only the last second matters; keep the list short whatever the call rate.
       if (r.length > 4096 || (r[0] as number) < now - 1000) this.#pruneSuccesses(now)
     } else {
-      this.#rate += 1 / this.#rate
+      // Until the first 429 at the new pace, grow fast (one call per success: x2 per second, as
+      // TCP's slow start does); after it, by 5 % per second (one cut every few seconds).
+      this.#rate += this.#rate < this.#ceiling ? 1 : GROWTH
     }
   }
 
@@ -291,7 +299,10 @@ export class UpstreamGate {
     this.#lastThrottleMs = now
     if (this.#rate === Infinity) {
       this.#pruneSuccesses(now)
+      // What the upstream accepted over the last second is a floor of its quota (a herd's first
+      // second sees its burst, not its rate): start there and probe upwards.
       this.#rate = Math.max(MIN_RATE, this.#recentSuccesses.length)
+      this.#ceiling = Infinity
       this.#recentSuccesses.length = 0
       this.#window = this.#initialWindow
       this.#nextStartMs = now + 1000 / this.#rate
@@ -299,6 +310,7 @@ export class UpstreamGate {
     } else if (job.startedAtMs > this.#lastCutMs) {
       // One cut per round: calls started before the last cut were sent at the old rate.
       this.#rate = Math.max(MIN_RATE, this.#rate * CUT)
+      this.#ceiling = this.#rate
       this.#nextStartMs = Math.max(this.#nextStartMs, now + 1000 / this.#rate)
       this.#lastCutMs = now
     }
