@@ -76,7 +76,7 @@ export interface CredentialCacheOptions {
    * Default 700 ms.
    */
   queueHoldMs?: number
-  /** Upstream calls in flight at first (slow start) and at most. Defaults 8 and 256. */
+  /** Upstream calls in flight at first (slow start) and at most. Defaults 8 and 32. */
   initialUpstreamWindow?: number
   maxUpstreamWindow?: number
 }

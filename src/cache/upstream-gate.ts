@@ -38,7 +38,7 @@ export interface UpstreamGateOptions {
   isThrottle: (err: unknown) => boolean
   /** Calls in flight at first. Default 8. */
   initialWindow?: number
-  /** Calls in flight at most. Default 256. */
+  /** Calls in flight at most. Default 32. */
   maxWindow?: number
   /** Request calls waiting at most; more are refused with onFull(). Default 10 000. */
   maxQueue?: number
@@ -63,6 +63,7 @@ const CUT = 0.85
 const GROWTH = 0.05
 const IDLE_RESET_MS = 30_000
 const MAX_THROTTLED_TRIES = 10
+const STARTS_PER_TURN = 16
 
 /** A FIFO of jobs that can also take one back at its head, with O(1) shift. */
 class JobQueue {
@@ -125,7 +126,7 @@ export class UpstreamGate {
     this.#clock = opts.clock
     this.#isThrottle = opts.isThrottle
     this.#initialWindow = opts.initialWindow ?? 8
-    this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? 256)
+    this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? 32)
     this.#maxQueue = opts.maxQueue ?? 10_000
     this.#onFull =
       opts.onFull ?? (() => new Error('too many upstream calls waiting; try again later'))
@@ -193,6 +194,7 @@ export class UpstreamGate {
   }
 
   #pump(): void {
+    let started = 0
     for (;;) {
       if (this.#inflight >= this.#window) return
       const now = this.#clock.now()
@@ -217,6 +219,12 @@ export class UpstreamGate {
       if (this.#rate !== Infinity)
         this.#nextStartMs = Math.max(now, this.#nextStartMs) + 1000 / this.#rate
       this.#start(job, now)
+      // Starting a call (signing, dispatch) costs a few hundred microseconds: start a round's
+      // calls a few at a time, so that cache hits arriving meanwhile are answered in between.
+      if (++started >= STARTS_PER_TURN) {
+        this.#pumpSoon()
+        return
+      }
     }
   }
 

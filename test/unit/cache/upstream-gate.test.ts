@@ -88,6 +88,24 @@ describe('UpstreamGate, open', () => {
     expect(gate.pacePerSecond).toBe(0)
   })
 
+  it('never holds more than 32 calls in flight by default, and starts a queue of them 16 per turn of the event loop', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 32 })
+    const { calls, run } = handDriven()
+    for (let i = 0; i < 80; i++) gate.submit(run, req())
+    expect(calls).toHaveLength(32)
+    for (const c of calls.slice(0, 32)) c.resolve('ok')
+    await flush()
+    expect(calls).toHaveLength(32)
+    clock.advance(1)
+    expect(calls).toHaveLength(48)
+    clock.advance(1)
+    expect(calls).toHaveLength(64)
+    clock.advance(1)
+    expect(calls).toHaveLength(64) // the window is full again
+    expect(gate.inflight).toBe(32)
+  })
+
   it('a call that throws synchronously rejects its job and frees its slot', async () => {
     const clock = new ManualClock()
     const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 1 })
