@@ -3,11 +3,13 @@
 // top self-time functions and the inclusive time of project code from the .cpuprofile (written to
 // bench/results/cpuprofile-<target>/, ignored by git; the previous one there is replaced). The
 // profile covers the whole process, start-up included.
-// Usage (after npm run build): node bench/profile.js [info|trace|bare] [seconds]
+// `miss` profiles the miss path instead: herds of 250 distinct pods (each its own token and
+// source address) against mock EKS Auth at 50 ms, one herd per second of `seconds`.
+// Usage (after npm run build): node bench/profile.js [info|trace|bare|miss] [seconds]
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { runLoad } from './lib/load.js'
+import { podAddress, runHerdClient, runLoad } from './lib/load.js'
 import {
   ROOT,
   createFixtures,
@@ -21,8 +23,8 @@ import { fmt, printTable } from './lib/report.js'
 
 const target = process.argv[2] ?? 'info'
 const seconds = Number(process.argv[3] ?? 5)
-if (!['info', 'trace', 'bare'].includes(target) || !(seconds > 0 && seconds <= 600)) {
-  console.error('usage: node bench/profile.js [info|trace|bare] [seconds 1..600]')
+if (!['info', 'trace', 'bare', 'miss'].includes(target) || !(seconds > 0 && seconds <= 600)) {
+  console.error('usage: node bench/profile.js [info|trace|bare|miss] [seconds 1..600]')
   process.exit(2)
 }
 const outDir = join(ROOT, 'bench', 'results', `cpuprofile-${target}`)
@@ -31,13 +33,13 @@ mkdirSync(outDir, { recursive: true })
 
 const fx = await createFixtures(scratchDir())
 const [token] = await fx.mint(1, 'profile')
-const mock = await startMock(fx)
+const mock = await startMock(fx, target === 'miss' ? { latencyMs: 50 } : {})
 const profiled = ['--cpu-prof', '--cpu-prof-dir', outDir]
 let agent
 let server
 try {
   agent = await startAgent(fx, mock.url, {
-    verbosity: target === 'bare' ? 'info' : target,
+    verbosity: target === 'bare' || target === 'miss' ? 'info' : target,
     nodeArgs: target === 'bare' ? [] : profiled,
   })
   const first = await fetchCredentials(agent, token)
@@ -48,17 +50,39 @@ try {
     writeFileSync(bodyFile, first.body)
     server = await startBare(bodyFile, { nodeArgs: profiled })
   }
-  await runLoad({ url: server.url, token, connections: 32, durationS: 1 })
-  const r = await runLoad({
-    url: server.url,
-    token,
-    connections: 32,
-    durationS: seconds,
-    watchPids: [server.pid],
-  })
-  console.log(
-    `${fmt(r.rps)} req/s, ${fmt(r.cpuUsPerRequest[server.pid], 1)} us CPU/request (profiler on)`,
-  )
+  if (target === 'miss') {
+    const herds = Math.ceil(seconds)
+    const tokens = await fx.mint(250 * herds, 'profile-miss')
+    for (let h = 0; h < herds; h++) {
+      const out = await runHerdClient(fx.dir, {
+        mode: 'herd',
+        port: agent.port,
+        hostHeader: agent.hostHeader,
+        timeoutMs: 10_000,
+        requests: tokens.slice(h * 250, (h + 1) * 250).map((t, i) => ({
+          token: t,
+          localAddress: podAddress(9, i),
+        })),
+      })
+      console.log(`herd ${h + 1}: ${JSON.stringify(out).slice(0, 200)}`)
+    }
+  }
+  if (target !== 'miss') await runLoad({ url: server.url, token, connections: 32, durationS: 1 })
+  const r =
+    target === 'miss'
+      ? undefined
+      : await runLoad({
+          url: server.url,
+          token,
+          connections: 32,
+          durationS: seconds,
+          watchPids: [server.pid],
+        })
+  if (r !== undefined) {
+    console.log(
+      `${fmt(r.rps)} req/s, ${fmt(r.cpuUsPerRequest[server.pid], 1)} us CPU/request (profiler on)`,
+    )
+  }
 } finally {
   if (server !== agent) await server?.stop()
   await agent?.stop()
@@ -101,7 +125,7 @@ for (const id of profile.samples) {
 }
 const top = [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 30)
 printTable(
-  `Top self time, ${target === 'bare' ? 'bare node:http' : `agent -v ${target}`} under wrk -c32 (${total} samples; ${join(outDir, file)})`,
+  `Top self time, ${target === 'bare' ? 'bare node:http' : target === 'miss' ? 'agent, herds of 250 misses' : `agent -v ${target}`} (${total} samples; ${join(outDir, file)})`,
   ['function', 'self %'],
   top.map(([k, t]) => [k.slice(0, 110), fmt((100 * t) / total, 1)]),
 )

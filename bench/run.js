@@ -6,8 +6,10 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { hotPath } from './hot-path.js'
+import { instructionsPerHit } from './instructions.js'
 import { bootHerd, sameTokenHerd } from './herd.js'
 import { memoryAndStartup } from './memory.js'
+import { mixedLoad } from './mixed.js'
 import { loadGenerator } from './lib/load.js'
 import { ROOT, createFixtures, scratchDir } from './lib/servers.js'
 import { fmt, printTable, writeResults } from './lib/report.js'
@@ -16,14 +18,20 @@ const WORKLOADS = {
   hot: hotPath,
   herd: sameTokenHerd,
   boot: bootHerd,
+  mixed: mixedLoad,
   memory: memoryAndStartup,
+  instructions: instructionsPerHit,
 }
 
 const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all] ...
   hot     hot path: warm token, 32/128 connections, agent -v info / -v trace vs bare node:http
   herd    same-token herd: 1000 concurrent first requests for one token, upstream 100 ms
-  boot    node boot herd: 250 pods at once, upstream 50 ms; then a mock throttling at 20/s
+  boot    node boot herd: 250 pods at once, upstream 50 ms; then a mock throttling at 20/s,
+          250 pods with the real SDK provider (its retries, the app asking again)
+  mixed   250 warm pods polling (~1 s each) while 250 new pods arrive at once: warm-pod latency
   memory  RSS idle / with 2000 entries / under load, bytes per entry, start-up to /readyz
+  instructions  instructions per hit under valgrind: agent -v info / -v trace vs bare node:http
+          (not in the short run of all workloads; BENCH_FULL=1 or name it)
 env: BENCH_FULL=1 longer runs; BENCH_LOADGEN=autocannon to skip wrk`
 
 async function main() {
@@ -32,7 +40,13 @@ async function main() {
     console.log(USAGE)
     return 0
   }
-  const names = args.length === 0 || args.includes('all') ? Object.keys(WORKLOADS) : args
+  const full = process.env.BENCH_FULL === '1'
+  // The short run (npm run bench, under 2 minutes) leaves out the valgrind workload (about 3
+  // minutes on its own): name it, or use BENCH_FULL=1.
+  const names =
+    args.length === 0 || args.includes('all')
+      ? Object.keys(WORKLOADS).filter((n) => full || n !== 'instructions')
+      : args
   for (const n of names) {
     if (!(n in WORKLOADS)) {
       console.error(`unknown workload "${n}"\n${USAGE}`)
@@ -43,7 +57,6 @@ async function main() {
     console.error('dist/main.js is missing: run `npm run build` (npm run bench does it)')
     return 2
   }
-  const full = process.env.BENCH_FULL === '1'
   console.log(
     `pod-identity-agent benchmarks (${full ? 'full' : 'short'}; load generator ${loadGenerator()}; ` +
       `${names.join(', ')})`,
@@ -63,7 +76,7 @@ async function main() {
     all.map((t) => [t.target, fmt(t.value, Number.isInteger(t.value) ? 0 : 3), t.verdict]),
   )
   writeResults(
-    names.length === Object.keys(WORKLOADS).length ? 'summary' : `summary-${names.join('-')}`,
+    args.length === 0 || args.includes('all') ? 'summary' : `summary-${names.join('-')}`,
     {
       targets: all,
     },

@@ -2,12 +2,18 @@
 // connect from their own loopback source address (localAddress in 127.0.0.0/8).
 // Usage: node bench/lib/herd-client.js SPEC.json ; prints one JSON line of results.
 //
-// SPEC: { port, hostHeader, mode: 'herd' | 'pool', requests: [{ token, localAddress }],
-//         concurrency (pool), timeoutMs, settleMs (herd) }
+// SPEC: { port, hostHeader, mode: 'herd' | 'burst' | 'pool', requests: [{ token, localAddress }],
+//         concurrency (pool), timeoutMs, settleMs (herd), startAtEpochMs (herd, burst) }
 // - herd: open every connection first (in batches, so the listen backlog never overflows), let
 //   the server accept them, then write every request in one loop and time each answer from
 //   that moment. Measures the agent, not TCP set-up (reported apart as connectMs).
+// - burst: new pods arriving at once: one loop starts every connection, each writes its request
+//   as soon as it is connected; each answer is timed from its own connect, completion from the
+//   loop's start. TCP set-up is part of the herd (bench/mixed.js).
 // - pool: `concurrency` workers, each connect -> request -> answer -> close, until all are done.
+// startAtEpochMs: wait until that wall-clock time (performance.timeOrigin + performance.now(),
+// the clock every bench process shares) before starting, so that another process's load can be
+// lined up with this one; burst's output carries startEpochMs and endEpochMs on that clock.
 
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -152,5 +158,39 @@ async function pool() {
   return summarise(results, { completionMs: performance.now() - t0 })
 }
 
-const out = spec.mode === 'pool' ? await pool() : await herd()
+async function burst() {
+  const reqs = spec.requests
+  const bytes = reqs.map((r) => requestBytes(r.token))
+  const t0 = performance.now()
+  const results = await Promise.all(
+    reqs.map(async (r, i) => {
+      const tc = performance.now()
+      let socket
+      try {
+        socket = await open(r.localAddress)
+      } catch (err) {
+        return { status: 0, ms: performance.now() - tc, at: performance.now(), reason: err.code }
+      }
+      const x = prepare(socket)
+      x.send(bytes[i])
+      const res = await x.done
+      return { ...res, ms: res.at - tc }
+    }),
+  )
+  const answered = results.filter((r) => r.status !== 0).map((r) => r.at)
+  const end = Math.max(...results.map((r) => r.at))
+  return summarise(results, {
+    completionMs: end - t0,
+    firstAnswerMs: answered.length > 0 ? Math.min(...answered) - t0 : NaN,
+    startEpochMs: performance.timeOrigin + t0,
+    endEpochMs: performance.timeOrigin + end,
+  })
+}
+
+if (spec.startAtEpochMs !== undefined) {
+  const wait = spec.startAtEpochMs - (performance.timeOrigin + performance.now())
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+}
+const out =
+  spec.mode === 'pool' ? await pool() : spec.mode === 'burst' ? await burst() : await herd()
 process.stdout.write(JSON.stringify(out) + '\n')

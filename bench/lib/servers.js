@@ -26,6 +26,23 @@ export const SERVICE_ACCOUNT = 'app'
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/BenchApp'
 export const CLUSTER = 'bench'
 
+/**
+ * [command, args] that runs node with args, under a wrapper command when wrap is given (e.g.
+ * ['valgrind', '--tool=cachegrind']: the child's pid is then the wrapper's, which for valgrind is
+ * the node process itself).
+ */
+function nodeCommand(wrap, args) {
+  return wrap.length === 0
+    ? [process.execPath, args]
+    : [wrap[0], [...wrap.slice(1), process.execPath, ...args]]
+}
+
+/**
+ * Extra node flags for every agent a benchmark starts (not the bare baseline, not the mock), e.g.
+ * BENCH_AGENT_NODE_ARGS='--max-semi-space-size=2' to measure a V8 setting's cost and gain.
+ */
+const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+
 /** Environment for children: ours, without the caller's AWS settings or proxies. */
 function childEnv(extra = {}) {
   const env = {}
@@ -124,11 +141,22 @@ export async function startMock(fx, faults = {}) {
  * Start the agent (`server`) against a mock; logs go to a file (as a container runtime would
  * take them), never through this process. Resolves once /readyz answers 200, with readyMs = ms
  * from spawn() to that answer (polled every 2 ms).
+ * wrap: a command prefix node runs under (see nodeCommand), with readyTimeoutMs, pollMs and
+ * stopGraceMs (SIGTERM to SIGKILL) to match its pace.
  */
 export async function startAgent(
   fx,
   mockUrl,
-  { verbosity = 'info', args = [], nodeArgs = [], logFile } = {},
+  {
+    verbosity = 'info',
+    args = [],
+    nodeArgs = [],
+    logFile,
+    wrap = [],
+    readyTimeoutMs = 15_000,
+    pollMs = 2,
+    stopGraceMs = 3000,
+  } = {},
 ) {
   const [port, probePort, metricsPort] = [await freePort(), await freePort(), await freePort()]
   const log = logFile ?? join(fx.dir, `agent-${port}.log`)
@@ -137,8 +165,8 @@ export async function startAgent(
   let child
   try {
     child = spawnTracked(
-      process.execPath,
-      [
+      ...nodeCommand(wrap, [
+        ...AGENT_NODE_ARGS,
         ...nodeArgs,
         MAIN,
         'server',
@@ -159,7 +187,7 @@ export async function startAgent(
         '-v',
         verbosity,
         ...args,
-      ],
+      ]),
       {
         stdio: ['ignore', fd, fd],
         env: childEnv({
@@ -173,7 +201,7 @@ export async function startAgent(
     closeSync(fd)
   }
   const readyUrl = `http://localhost:${probePort}/readyz`
-  const deadline = t0 + 15_000
+  const deadline = t0 + readyTimeoutMs
   let readyMs
   while (performance.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -188,11 +216,11 @@ export async function startAgent(
     } catch {
       // not listening yet
     }
-    await sleep(2)
+    await sleep(pollMs)
   }
   if (readyMs === undefined) {
     await stopChild(child)
-    throw new Error(`agent not ready within 15 s; see ${log}`)
+    throw new Error(`agent not ready within ${readyTimeoutMs / 1000} s; see ${log}`)
   }
   return {
     child,
@@ -206,7 +234,7 @@ export async function startAgent(
     url: `http://127.0.0.1:${port}/v1/credentials`,
     memory: () => memoryOf(child.pid),
     metrics: async () => (await httpRequest(`http://127.0.0.1:${metricsPort}/metrics`)).body,
-    stop: () => stopChild(child),
+    stop: () => stopChild(child, stopGraceMs),
   }
 }
 
@@ -217,14 +245,20 @@ export function fetchCredentials(agent, token) {
   })
 }
 
-/** The bare node:http baseline sending bodyFile's bytes; resolves once it listens. */
-export async function startBare(bodyFile, { nodeArgs = [] } = {}) {
+/**
+ * The bare node:http baseline sending bodyFile's bytes; resolves once it listens. wrap,
+ * readyTimeoutMs, stopGraceMs: as for startAgent.
+ */
+export async function startBare(
+  bodyFile,
+  { nodeArgs = [], wrap = [], readyTimeoutMs = 10_000, stopGraceMs = 3000 } = {},
+) {
   const port = await freePort()
-  const child = spawnTracked(process.execPath, [...nodeArgs, BARE, String(port), bodyFile], {
+  const child = spawnTracked(...nodeCommand(wrap, [...nodeArgs, BARE, String(port), bodyFile]), {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: childEnv(),
   })
-  await waitForLine(child, /bare server listening/, 10_000)
+  await waitForLine(child, /bare server listening/, readyTimeoutMs)
   child.stdout.resume()
   return {
     child,
@@ -232,7 +266,7 @@ export async function startBare(bodyFile, { nodeArgs = [] } = {}) {
     port,
     url: `http://127.0.0.1:${port}/v1/credentials`,
     memory: () => memoryOf(child.pid),
-    stop: () => stopChild(child),
+    stop: () => stopChild(child, stopGraceMs),
   }
 }
 
