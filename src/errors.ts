@@ -98,22 +98,19 @@ export class UpstreamTimeoutError extends AgentError {
 }
 
 /**
- * The call for these credentials waits in the upstream gate's queue (EKS Auth is throttling this
- * node, or too many calls are in flight) and will not start soon enough for this request: 503
+ * The call for these credentials waits in the upstream gate's paced queue (EKS Auth is throttling
+ * this node) and will not start soon enough for this request: 503
  * with `Retry-After`. The call stays queued; the client's retry finds its result.
  */
 export class UpstreamQueuedError extends AgentError {
-  constructor(opts: { etaMs: number; throttled: boolean }) {
-    const seconds = Math.min(60, Math.max(1, Math.ceil(opts.etaMs / 1000)))
+  constructor(etaMs: number) {
+    const seconds = Math.min(60, Math.max(1, Math.ceil(etaMs / 1000)))
     super(
       'UpstreamThrottled',
       503,
-      opts.throttled
-        ? `EKS Auth is throttling this node's calls; the call for these credentials is queued and ` +
-            `should run within about ${seconds} s: retry after ${seconds} s`
-        : 'too many EKS Auth calls are in flight on this node; the call for these credentials is ' +
-            'queued: retry after 1 s',
-      { retryAfterSeconds: opts.throttled ? seconds : 1 },
+      `EKS Auth is throttling this node's calls; the call for these credentials is queued and ` +
+        `should run within about ${seconds} s: retry after ${seconds} s`,
+      { retryAfterSeconds: seconds },
     )
     this.name = 'UpstreamQueuedError'
   }

@@ -238,10 +238,12 @@ export class CredentialCache {
   }
 
   /**
-   * A request awaits its token's call, but never for long while the call waits in the gate's
-   * queue (EKS Auth throttling this node): if the call is not likely to start within the hold
-   * time, or has not started when it runs out, the request is answered 503 with `Retry-After`.
-   * The call stays queued either way, and its result is cached for the client's retry. Once the
+   * A request awaits its token's call, but never for long while the call waits in a paced queue
+   * (EKS Auth throttling this node): if the call is not likely to start within the hold time, or
+   * has not started when it runs out, the request is answered 503 with `Retry-After`. The call
+   * stays queued either way, and its result is cached for the client's retry. While the gate is
+   * open (no throttling) the queue only waits for one of the calls in flight to end, so the
+   * request waits too; it looks again every hold time, in case the gate starts pacing. Once the
    * call runs, the request waits for its answer (the upstream client bounds that).
    */
   #wait(flight: Flight): Promise<CacheEntry> {
@@ -249,12 +251,12 @@ export class CredentialCache {
     const clock = this.#clock
     const deadline = clock.now() + this.#queueHoldMs
     const tooLate = (): UpstreamQueuedError | undefined => {
-      if (flight.job.started) return undefined
+      if (flight.job.started || gate.pacePerSecond === 0) return undefined
       const now = clock.now()
       const eta = gate.etaMs(flight.job)
       if (now < deadline && now + eta <= deadline) return undefined
       this.#metrics.queueRejections.inc()
-      return new UpstreamQueuedError({ etaMs: eta, throttled: gate.pacePerSecond > 0 })
+      return new UpstreamQueuedError(eta)
     }
     const early = tooLate()
     if (early !== undefined) return Promise.reject(early)
@@ -266,10 +268,14 @@ export class CredentialCache {
           done()
           reject(err)
         } else if (!flight.job.started && timer === undefined) {
-          timer = clock.setTimer(() => {
-            timer = undefined
-            check()
-          }, deadline - clock.now())
+          const now = clock.now()
+          timer = clock.setTimer(
+            () => {
+              timer = undefined
+              check()
+            },
+            now < deadline ? deadline - now : this.#queueHoldMs,
+          )
         }
       }
       const done = (): void => {

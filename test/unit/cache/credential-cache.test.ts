@@ -793,22 +793,46 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     expect(s.cache.upstreamQueue.pacePerSecond).toBe(1)
   })
 
-  it('a request held past the hold time while the queue does not move gets 503', async () => {
+  it('while EKS Auth is not throttling, a request waits for a free slot however long it takes', async () => {
     const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
     const first = s.cache.resolve(tok('slow'), s.claims())
-    // window 1 is taken, gate open: the second call waits for a slot, at most 300 ms
-    const second = s.cache.resolve(tok('behind'), s.claims()).catch((e: unknown) => e as AgentError)
-    s.clock.advance(300)
-    const err = (await second) as AgentError
-    expect(err.code).toBe('UpstreamThrottled')
-    expect(err.message).toBe(
-      'too many EKS Auth calls are in flight on this node; the call for these credentials is queued: retry after 1 s',
+    // window 1 is taken, gate open: the second call waits for a slot, and its request with it
+    let served: unknown
+    let failed: unknown
+    s.cache.resolve(tok('behind'), s.claims()).then(
+      (e) => (served = e),
+      (e: unknown) => (failed = e),
     )
-    expect(err.retryAfterSeconds).toBe(1)
+    s.clock.advance(1000) // more than three hold times
+    await flush()
+    expect(failed).toBeUndefined()
+    expect(served).toBeUndefined()
+    expect(s.fetcher.count).toBe(1)
     s.fetcher.last().resolve(creds('slow', s.t0 + 6 * H))
     await first
-    s.clock.advance(1)
-    expect(s.fetcher.count).toBe(2) // the queued call still runs
+    s.clock.advance(1) // the gate starts the queued call on its next turn
+    expect(s.fetcher.count).toBe(2)
+    s.fetcher.last().resolve(creds('behind', s.t0 + 6 * H))
+    await flush()
+    expect(failed).toBeUndefined()
+    expect((served as { body: Buffer }).body.toString()).toContain('ASIATESTbehind')
+    expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(0)
+  })
+
+  it('a request waiting for a slot gets 503 within a hold time once the gate starts pacing', async () => {
+    const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
+    const first = s.cache.resolve(tok('slow'), s.claims()).catch((e: unknown) => e as AgentError)
+    const second = s.cache.resolve(tok('behind'), s.claims()).catch((e: unknown) => e as AgentError)
+    s.clock.advance(1000)
+    s.fetcher.last().reject(upstream('ThrottlingException', 429)) // the gate paces from here
+    expect(((await first) as AgentError).code).toBe('UpstreamThrottled')
+    s.clock.advance(200) // the waiting request's next look, 1200 ms after it arrived
+    const err = (await second) as AgentError
+    expect(err.code).toBe('UpstreamThrottled')
+    expect(err.statusCode).toBe(503)
+    expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1)
+    expect(s.cache.upstreamQueue.queued).toBe(2) // both calls stay queued
+    expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(2)
   })
 })
 
