@@ -43,6 +43,19 @@ async function startFloor(fx, agent, token, name) {
   return startBare(file)
 }
 
+/** A herd spec against the agent, from a fresh mock count: { out, cpu, stats (the mock's) }. */
+async function agentRun(fx, agent, mock, spec) {
+  await mock.reset()
+  const cpu0 = [cpuMicros(agent.pid), cpuMicros(mock.pid)]
+  const out = await runHerdClient(fx.dir, {
+    ...spec,
+    port: agent.port,
+    hostHeader: agent.hostHeader,
+  })
+  const cpu = cpuSince(cpu0, agent, mock)
+  return { out, cpu, stats: await mock.stats() }
+}
+
 /** The same herd spec against the bare server. */
 function floorRun(fx, bare, spec) {
   return runHerdClient(fx.dir, { ...spec, port: bare.port, hostHeader: `127.0.0.1:${bare.port}` })
@@ -74,15 +87,7 @@ export async function sameTokenHerd({ fx, full }) {
           localAddress: podAddress(3, i % SAME_TOKEN_SOURCES),
         })),
       }
-      await mock.reset()
-      const cpu0 = [cpuMicros(agent.pid), cpuMicros(mock.pid)]
-      const out = await runHerdClient(fx.dir, {
-        ...spec,
-        port: agent.port,
-        hostHeader: agent.hostHeader,
-      })
-      const cpu = cpuSince(cpu0, agent, mock)
-      const stats = await mock.stats()
+      const { out, cpu, stats } = await agentRun(fx, agent, mock, spec)
       results.push({ ...out, ...cpu, upstreamCalls: stats.requests, upstream: stats.byOutcome })
       floors.push(await floorRun(fx, bare, spec))
     }
@@ -166,15 +171,7 @@ async function bootRuns(fx, mock, agent, bare, runs, tokens, prepare) {
       })),
     }
     await prepare()
-    await mock.reset()
-    const cpu0 = [cpuMicros(agent.pid), cpuMicros(mock.pid)]
-    const out = await runHerdClient(fx.dir, {
-      ...spec,
-      port: agent.port,
-      hostHeader: agent.hostHeader,
-    })
-    const cpu = cpuSince(cpu0, agent, mock)
-    const stats = await mock.stats()
+    const { out, cpu, stats } = await agentRun(fx, agent, mock, spec)
     const floor = await floorRun(fx, bare, spec)
     results.push({
       ...out,

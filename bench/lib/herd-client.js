@@ -18,6 +18,7 @@
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import { readAnswer } from './read-answer.js'
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'))
 const timeoutMs = spec.timeoutMs ?? 10_000
@@ -48,10 +49,6 @@ function open(localAddress) {
  */
 function prepare(socket) {
   let t0 = 0
-  let buf = Buffer.alloc(0)
-  let status = 0
-  let headerEnd = -1
-  let length = -1
   let settled = false
   let timer
   let resolveDone
@@ -64,20 +61,7 @@ function prepare(socket) {
     socket.destroy()
     resolveDone({ status: st, ms: at - t0, at, reason })
   }
-  socket.on('data', (chunk) => {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-    if (headerEnd < 0) {
-      headerEnd = buf.indexOf('\r\n\r\n')
-      if (headerEnd < 0) return
-      const head = buf.subarray(0, headerEnd).toString('latin1')
-      status = Number(head.slice(9, 12))
-      const m = /\r\ncontent-length:\s*(\d+)/i.exec(head)
-      length = m ? Number(m[1]) : -1
-    }
-    if (length >= 0 && buf.length - headerEnd - 4 >= length) finish(status)
-  })
-  socket.on('end', () => finish(status, status === 0 ? 'closed' : undefined))
-  socket.on('error', (err) => finish(0, err.code ?? 'error'))
+  readAnswer(socket, finish)
   function send(bytes) {
     t0 = performance.now()
     timer = setTimeout(() => finish(0, 'timeout'), timeoutMs)

@@ -18,6 +18,7 @@
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { readAnswer } from './read-answer.js'
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'))
 const meanMs = spec.meanIntervalMs ?? 1000
@@ -48,10 +49,6 @@ function ask(pod) {
   return new Promise((resolve) => {
     const startEpoch = epoch()
     const t0 = performance.now()
-    let buf = Buffer.alloc(0)
-    let headerEnd = -1
-    let length = -1
-    let status = 0
     let settled = false
     const socket = connect({
       host: '127.0.0.1',
@@ -71,20 +68,7 @@ function ask(pod) {
     }
     const timer = setTimeout(() => finish(0, 'timeout'), timeoutMs)
     socket.once('connect', () => socket.write(pod.bytes))
-    socket.on('data', (chunk) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-      if (headerEnd < 0) {
-        headerEnd = buf.indexOf('\r\n\r\n')
-        if (headerEnd < 0) return
-        const head = buf.subarray(0, headerEnd).toString('latin1')
-        status = Number(head.slice(9, 12))
-        const m = /\r\ncontent-length:\s*(\d+)/i.exec(head)
-        length = m ? Number(m[1]) : -1
-      }
-      if (length >= 0 && buf.length - headerEnd - 4 >= length) finish(status)
-    })
-    socket.on('end', () => finish(status, status === 0 ? 'closed' : undefined))
-    socket.on('error', (err) => finish(0, err.code ?? 'error'))
+    readAnswer(socket, finish)
   })
 }
 
