@@ -293,6 +293,33 @@ describe('upstream failures', () => {
     }
   })
 
+  it('slow upstream, not throttling: pods whose calls wait over a second for a slot are served, not refused', async () => {
+    // 40 pods at once, each call 600 ms: 8 run first (slow start), then 16, then the last 16,
+    // which wait about 1.2 s in the queue. No 429 means no pacing: they wait and get credentials.
+    const h = await startHarness({ mock: { faults: { latencyMs: 600 } } })
+    try {
+      const files = await Promise.all(
+        Array.from({ length: 40 }, async (_, i) =>
+          h.tokenFile(await h.mint({ podName: `slow-${i}` })),
+        ),
+      )
+      const started = Date.now()
+      const creds = await Promise.all(
+        files.map((f) => h.sdkFetch(f, { maxRetries: 0, timeout: 5000 })),
+      )
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1200) // three rounds of 600 ms
+      expect(new Set(creds.map((c) => c.accessKeyId)).size).toBe(40)
+      expect(h.mock.stats.requests).toBe(40)
+      const text = await h.metricsText()
+      expect(metricValue(text, 'pod_identity_http_response{code="200"}')).toBe(40)
+      expect(metricValue(text, 'pod_identity_http_response{code="503"}') ?? 0).toBe(0)
+      expect(metricValue(text, 'pod_identity_upstream_queue_rejections_total')).toBe(0)
+    } finally {
+      await collect(h)
+      await h.close()
+    }
+  })
+
   it('upstream hanging -> 504 UpstreamTimeout within the budget', async () => {
     const h = await startHarness({ mock: { faults: { latencyMs: 10_000 } } })
     try {
