@@ -99,8 +99,8 @@ export class UpstreamTimeoutError extends AgentError {
 
 /**
  * The call for these credentials waits in the upstream gate's paced queue (EKS Auth is throttling
- * this node) and will not start soon enough for this request: 503
- * with `Retry-After`. The call stays queued; the client's retry finds its result.
+ * this node) and will not start soon enough for this request: 503 with `Retry-After`. The call
+ * stays queued; the client's retry finds its result.
  */
 export class UpstreamQueuedError extends AgentError {
   constructor(etaMs: number) {
