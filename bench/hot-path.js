@@ -13,7 +13,7 @@ export async function hotPath({ fx, full }) {
   const connectionsList = [32, 128]
   // This machine's speed drifts by +-30 % within seconds (shared host): many short interleaved
   // rounds and per-round ratios cancel that better than a few long runs.
-  const rounds = full ? 10 : 6
+  const rounds = full ? 10 : 5
   const durationS = full ? 3 : 1
   const warmS = full ? 2 : 1
   const [token] = await fx.mint(1, 'hot')

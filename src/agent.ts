@@ -27,6 +27,9 @@ import type { Logger } from './util/logger.js'
 import { createLogger } from './util/logger.js'
 import { VERSION } from './version.js'
 
+/** Delay before the miss path's modules are loaded in the background (see startAgent). */
+const PRELOAD_DELAY_MS = 1000
+
 export interface AgentDeps {
   clock?: Clock
   logger?: Logger
@@ -171,8 +174,11 @@ export async function startAgent(
     },
     'pod-identity-agent started',
   )
-  // Warm the SDK credential chain off the start-up path: the first miss should not pay for it.
-  setImmediate(() => {
+  // Warm the miss path (undici, the SigV4 signer, the SDK credential chain: about 130 ms of
+  // synchronous module loading) once the agent has had time to answer its first readiness
+  // probes: the first miss should not pay for it, and readiness should not wait for it. A miss
+  // before then loads the same modules itself.
+  const warm = setTimeout(() => {
     void eksAuth?.preload()
     if (
       deps.nodeCredentials === undefined &&
@@ -181,7 +187,8 @@ export async function startAgent(
     ) {
       void preloadDefaultNodeCredentials()
     }
-  })
+  }, PRELOAD_DELAY_MS)
+  warm.unref()
 
   let closing: Promise<void> | undefined
   return {
@@ -196,6 +203,7 @@ export async function startAgent(
     close(graceMs = 25_000) {
       closing ??= (async () => {
         shuttingDown = true
+        clearTimeout(warm)
         await Promise.all(listeners.map((b) => closeServer(b.server, graceMs)))
         await Promise.all([probe, metricsServer].map((b) => closeServer(b.server, 1000)))
         await eksAuth?.close()

@@ -1,7 +1,7 @@
 // The node's own AWS credentials from the SDK default chain (env, SSO, web identity, shared
 // files, process, container and instance metadata). The SDK module is heavy, so it is imported
 // lazily on first use (the agent must be ready within 500 ms); preloadDefaultNodeCredentials()
-// warms the import in the background once the listeners are up.
+// warms the import in the background a second after start (after the first readiness probes).
 
 import type * as CredentialProviderNode from '@aws-sdk/credential-provider-node'
 import type { DefaultProviderInit } from '@aws-sdk/credential-provider-node'
