@@ -131,6 +131,8 @@ function queueFull(): Error {
 export class CredentialCache {
   readonly #lru: LRUCache<string, CacheEntry> | undefined
   readonly #inflight = new Map<string, Flight>()
+  /** Requests past their hold time while the gate was open: looked at again when it paces. */
+  readonly #openWaiters = new Set<() => void>()
   readonly #gate: UpstreamGate
   readonly #queueHoldMs: number
   readonly #fetcher: CredentialFetcher
@@ -157,6 +159,11 @@ export class CredentialCache {
       initialWindow: opts.initialUpstreamWindow,
       maxWindow: opts.maxUpstreamWindow,
       onFull: queueFull,
+      onPacing: () => {
+        const waiters = [...this.#openWaiters]
+        this.#openWaiters.clear()
+        for (const look of waiters) look()
+      },
     })
     this.#refreshBucket = new TokenBucket({
       clock: opts.clock,
@@ -243,7 +250,7 @@ export class CredentialCache {
    * has not started when it runs out, the request is answered 503 with `Retry-After`. The call
    * stays queued either way, and its result is cached for the client's retry. While the gate is
    * open (no throttling) the queue only waits for one of the calls in flight to end, so the
-   * request waits too; it looks again every hold time, in case the gate starts pacing. Once the
+   * request waits too, and looks again if the gate starts pacing. Once the
    * call runs, the request waits for its answer (the upstream client bounds that).
    */
   #wait(flight: Flight): Promise<CacheEntry> {
@@ -269,18 +276,21 @@ export class CredentialCache {
           reject(err)
         } else if (!flight.job.started && timer === undefined) {
           const now = clock.now()
-          timer = clock.setTimer(
-            () => {
+          if (now < deadline) {
+            timer = clock.setTimer(() => {
               timer = undefined
               check()
-            },
-            now < deadline ? deadline - now : this.#queueHoldMs,
-          )
+            }, deadline - now)
+          } else {
+            // Past the hold time with the gate open: look again when it starts pacing.
+            this.#openWaiters.add(check)
+          }
         }
       }
       const done = (): void => {
         timer?.cancel()
         flight.requeued.delete(check)
+        this.#openWaiters.delete(check)
       }
       // A throttled call goes back to the queue: its waiters look again then.
       flight.requeued.add(check)

@@ -43,6 +43,8 @@ export interface UpstreamGateOptions {
   /** Request calls waiting at most; more are refused with onFull(). Default 10 000. */
   maxQueue?: number
   onFull?: () => Error
+  /** Called when the gate starts pacing (the first 429 while open), after the pace is set. */
+  onPacing?: () => void
 }
 
 interface Job<T> extends GateJob {
@@ -107,6 +109,7 @@ export class UpstreamGate {
   readonly #maxWindow: number
   readonly #maxQueue: number
   readonly #onFull: () => Error
+  readonly #onPacing: () => void
   readonly #requests = new JobQueue()
   readonly #background = new JobQueue()
   /** Completion times of successful calls over the last second (to size the first pace). */
@@ -130,6 +133,7 @@ export class UpstreamGate {
     this.#maxQueue = opts.maxQueue ?? 10_000
     this.#onFull =
       opts.onFull ?? (() => new Error('too many upstream calls waiting; try again later'))
+    this.#onPacing = opts.onPacing ?? ((): void => {})
     this.#window = this.#initialWindow
   }
 
@@ -315,6 +319,7 @@ export class UpstreamGate {
       this.#window = this.#initialWindow
       this.#nextStartMs = now + 1000 / this.#rate
       this.#lastCutMs = now
+      this.#onPacing()
     } else if (job.startedAtMs > this.#lastCutMs) {
       // One cut per round: calls started before the last cut were sent at the old rate.
       this.#rate = Math.max(MIN_RATE, this.#rate * CUT)

@@ -193,13 +193,20 @@ describe('UpstreamGate, throttled', () => {
 
   it('a 429 on a call started at the new pace cuts the rate by 15 %; successes grow it back', async () => {
     const clock = new ManualClock()
-    const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 8 })
+    const pacingSeen: number[] = []
+    const gate = new UpstreamGate({
+      clock,
+      isThrottle,
+      initialWindow: 8,
+      onPacing: () => pacingSeen.push(gate.pacePerSecond),
+    })
     const { calls, run } = handDriven()
     for (let i = 0; i < 4; i++) gate.submit(run, req())
     for (let i = 0; i < 3; i++) calls[i]!.resolve('ok')
     calls[3]!.reject(new Throttled())
     await flush()
     expect(gate.pacePerSecond).toBe(3)
+    expect(pacingSeen).toEqual([3]) // told once, with the pace already set
     for (let i = 0; i < 4; i++) gate.submit(run, req())
     expect(calls).toHaveLength(4) // paced: nothing starts before 1/3 s
     clock.advance(5000)
@@ -210,6 +217,7 @@ describe('UpstreamGate, throttled', () => {
     calls[7]!.reject(new Throttled()) // sent before that cut: no second cut
     await flush()
     expect(gate.pacePerSecond).toBeCloseTo(3 * 0.85, 5)
+    expect(pacingSeen).toEqual([3]) // cuts while pacing are not a new start of pacing
     // After a cut, each success adds 0.05 (about 5 % per second at this rate).
     calls[6]!.resolve('ok')
     await flush()
