@@ -250,8 +250,8 @@ export class CredentialCache {
    * has not started when it runs out, the request is answered 503 with `Retry-After`. The call
    * stays queued either way, and its result is cached for the client's retry. While the gate is
    * open (no throttling) the queue only waits for one of the calls in flight to end, so the
-   * request waits too, and looks again if the gate starts pacing. Once the
-   * call runs, the request waits for its answer (the upstream client bounds that).
+   * request waits too, and looks again if the gate starts pacing. Once the call runs, the
+   * request waits for its answer (the upstream client bounds that).
    */
   #wait(flight: Flight): Promise<CacheEntry> {
     const gate = this.#gate
