@@ -3,6 +3,7 @@
 
 import { Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client'
 import type { Registry } from 'prom-client'
+import { EKS_AUTH_ERROR_CODES } from '../upstream/eks-auth-response.js'
 
 /** Per-status-code response counts: an array index bump on the hot path. */
 export class StatusCounter {
@@ -28,15 +29,7 @@ export interface AgentMetrics {
 
 /** Upstream error codes used as label values; anything else is folded into "Other". */
 const KNOWN_CODES = new Set([
-  'AccessDeniedException',
-  'ExpiredTokenException',
-  'InvalidParameterException',
-  'InvalidRequestException',
-  'InvalidTokenException',
-  'ResourceNotFoundException',
-  'ThrottlingException',
-  'InternalServerException',
-  'ServiceUnavailableException',
+  ...EKS_AUTH_ERROR_CODES,
   'UnknownError',
   'UpstreamUnreachable',
   'UpstreamTimeout',

@@ -14,19 +14,22 @@ export const MAX_UPSTREAM_MESSAGE_CHARS = 512
 /** Response headers as undici and node:http give them (names lower-case). */
 export type ResponseHeaders = Readonly<Record<string, string | string[] | undefined>>
 
-/** The modelled EKS Auth errors (protocol.md 1.5), keyed by lower-case name for matching. */
+/** The modelled EKS Auth errors (protocol.md 1.5). */
+export const EKS_AUTH_ERROR_CODES: readonly string[] = [
+  'AccessDeniedException',
+  'ExpiredTokenException',
+  'InvalidParameterException',
+  'InvalidRequestException',
+  'InvalidTokenException',
+  'ResourceNotFoundException',
+  'ThrottlingException',
+  'InternalServerException',
+  'ServiceUnavailableException',
+]
+
+/** The modelled codes keyed by lower-case name, for matching. */
 const MODELLED_CODES: ReadonlyMap<string, string> = new Map(
-  [
-    'AccessDeniedException',
-    'ExpiredTokenException',
-    'InvalidParameterException',
-    'InvalidRequestException',
-    'InvalidTokenException',
-    'ResourceNotFoundException',
-    'ThrottlingException',
-    'InternalServerException',
-    'ServiceUnavailableException',
-  ].map((c) => [c.toLowerCase(), c]),
+  EKS_AUTH_ERROR_CODES.map((c) => [c.toLowerCase(), c]),
 )
 
 /** Error codes end up in bodies, logs and metric labels: keep them short and plain. */
