@@ -59,6 +59,9 @@ interface Job<T> extends GateJob {
 
 type AnyJob = Job<unknown>
 
+/** Calls in flight at most, by default (also the EKS Auth client's connection count). */
+export const DEFAULT_MAX_WINDOW = 32
+
 const MIN_RATE = 1
 const CUT = 0.85
 /** Added to the rate per success once a 429 has been seen at the pace: about 5 % per second. */
@@ -129,7 +132,7 @@ export class UpstreamGate {
     this.#clock = opts.clock
     this.#isThrottle = opts.isThrottle
     this.#initialWindow = opts.initialWindow ?? 8
-    this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? 32)
+    this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? DEFAULT_MAX_WINDOW)
     this.#maxQueue = opts.maxQueue ?? 10_000
     this.#onFull =
       opts.onFull ?? (() => new Error('too many upstream calls waiting; try again later'))

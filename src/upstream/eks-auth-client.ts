@@ -16,6 +16,7 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError,
 } from '../errors.js'
+import { DEFAULT_MAX_WINDOW } from '../cache/upstream-gate.js'
 import type { Clock } from '../util/clock.js'
 import { validateEndpointUrl } from './endpoint.js'
 import {
@@ -84,8 +85,6 @@ const BACKOFF_BASE_MS = 50
 const BACKOFF_CAP_MS = 400
 /** Idle keep-alive of the default dispatcher's sockets when the server sends no hint, in ms. */
 const KEEP_ALIVE_TIMEOUT_MS = 20_000
-/** Connections to EKS Auth at most (the upstream gate's window tops out at 32 calls). */
-const MAX_CONNECTIONS = 32
 const CLUSTER_NAME_SYNTAX = /^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
@@ -244,9 +243,9 @@ export class EksAuthClient implements CredentialFetcher {
           this.#injectedDispatcher ??
           new undici.EnvHttpProxyAgent({
             connect: { timeout: this.#connectTimeoutMs },
-            // The upstream gate keeps at most 32 calls in flight: as many connections, reused
-            // (each new TLS connection costs the node a handshake).
-            connections: MAX_CONNECTIONS,
+            // As many connections as the upstream gate keeps calls in flight, reused (each new
+            // TLS connection costs the node a handshake).
+            connections: DEFAULT_MAX_WINDOW,
             keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
             headersTimeout: this.#attemptTimeoutMs,
             bodyTimeout: this.#attemptTimeoutMs,
