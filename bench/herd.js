@@ -56,6 +56,40 @@ async function agentRun(fx, agent, mock, spec) {
   return { out, cpu, stats: await mock.stats() }
 }
 
+/** Medians (and extremes where a target needs them) of the runs of one herd. */
+function herdSummary(results) {
+  const m = (f) => median(results.map((x) => x[f]))
+  const calls = results.map((x) => x.upstreamCalls)
+  return {
+    upstreamCalls: m('upstreamCalls'),
+    upstreamCallsMin: Math.min(...calls),
+    upstreamCallsMax: Math.max(...calls),
+    completionMs: m('completionMs'),
+    p50Ms: m('p50Ms'),
+    p99Ms: m('p99Ms'),
+    connectMs: m('connectMs'),
+    sendSpanMs: m('sendSpanMs'),
+    firstAnswerMs: m('firstAnswerMs'),
+    agentCpuMs: m('agentCpuMs'),
+    mockCpuMs: m('mockCpuMs'),
+    errors: m('errors'),
+    errorsMax: Math.max(...results.map((x) => x.errors)),
+  }
+}
+
+/** The timing cells both herd tables print, from a herdSummary plus its floor. */
+function timingCells(s) {
+  return [
+    fmt(s.completionMs, 1),
+    fmt(s.floorCompletionMs, 1),
+    fmt(s.firstAnswerMs, 1),
+    fmt(s.sendSpanMs, 1),
+    fmt(s.p50Ms, 1),
+    fmt(s.p99Ms, 1),
+    `${fmt(s.errors)} (max ${s.errorsMax})`,
+  ]
+}
+
 /** The same herd spec against the bare server. */
 function floorRun(fx, bare, spec) {
   return runHerdClient(fx.dir, { ...spec, port: bare.port, hostHeader: `127.0.0.1:${bare.port}` })
@@ -91,21 +125,9 @@ export async function sameTokenHerd({ fx, full }) {
       results.push({ ...out, ...cpu, upstreamCalls: stats.requests, upstream: stats.byOutcome })
       floors.push(await floorRun(fx, bare, spec))
     }
-    const m = (f) => median(results.map((x) => x[f]))
     const summary = {
       requests: SAME_TOKEN_REQUESTS,
-      upstreamCalls: m('upstreamCalls'),
-      upstreamCallsMax: Math.max(...results.map((x) => x.upstreamCalls)),
-      completionMs: m('completionMs'),
-      p50Ms: m('p50Ms'),
-      p99Ms: m('p99Ms'),
-      connectMs: m('connectMs'),
-      sendSpanMs: m('sendSpanMs'),
-      firstAnswerMs: m('firstAnswerMs'),
-      agentCpuMs: m('agentCpuMs'),
-      mockCpuMs: m('mockCpuMs'),
-      errors: m('errors'),
-      errorsMax: Math.max(...results.map((x) => x.errors)),
+      ...herdSummary(results),
       floorCompletionMs: median(floors.map((x) => x.completionMs)),
     }
     printTable(
@@ -125,13 +147,7 @@ export async function sameTokenHerd({ fx, full }) {
       [
         [
           `${fmt(summary.upstreamCalls)} (max ${summary.upstreamCallsMax})`,
-          fmt(summary.completionMs, 1),
-          fmt(summary.floorCompletionMs, 1),
-          fmt(summary.firstAnswerMs, 1),
-          fmt(summary.sendSpanMs, 1),
-          fmt(summary.p50Ms, 1),
-          fmt(summary.p99Ms, 1),
-          `${fmt(summary.errors)} (max ${summary.errorsMax})`,
+          ...timingCells(summary),
           fmt(summary.agentCpuMs),
           fmt(summary.mockCpuMs),
         ],
@@ -185,28 +201,15 @@ async function bootRuns(fx, mock, agent, bare, runs, tokens, prepare) {
 }
 
 function bootSummary(results) {
-  const m = (f) => median(results.map((x) => x[f]))
   const statuses = {}
   for (const code of new Set(results.flatMap((x) => Object.keys(x.statuses)))) {
     statuses[code] = median(results.map((x) => x.statuses[code] ?? 0))
   }
   return {
     pods: BOOT_PODS,
-    completionMs: m('completionMs'),
-    p50Ms: m('p50Ms'),
-    p99Ms: m('p99Ms'),
-    errors: m('errors'),
-    errorsMax: Math.max(...results.map((x) => x.errors)),
-    upstreamCalls: m('upstreamCalls'),
-    upstreamCallsMin: Math.min(...results.map((x) => x.upstreamCalls)),
-    upstreamCallsMax: Math.max(...results.map((x) => x.upstreamCalls)),
+    ...herdSummary(results),
     statuses,
-    connectMs: m('connectMs'),
-    sendSpanMs: m('sendSpanMs'),
-    firstAnswerMs: m('firstAnswerMs'),
-    agentCpuMs: m('agentCpuMs'),
-    mockCpuMs: m('mockCpuMs'),
-    floorCompletionMs: m('floorCompletionMs'),
+    floorCompletionMs: median(results.map((x) => x.floorCompletionMs)),
   }
 }
 
@@ -352,13 +355,7 @@ export async function bootHerd({ fx, full }) {
       [
         [
           'plain',
-          fmt(plain.completionMs, 1),
-          fmt(plain.floorCompletionMs, 1),
-          fmt(plain.firstAnswerMs, 1),
-          fmt(plain.sendSpanMs, 1),
-          fmt(plain.p50Ms, 1),
-          fmt(plain.p99Ms, 1),
-          `${fmt(plain.errors)} (max ${plain.errorsMax})`,
+          ...timingCells(plain),
           statusText(plain.statuses),
           `${fmt(plain.upstreamCalls)} (${plain.upstreamCallsMin}-${plain.upstreamCallsMax})`,
           fmt(plain.agentCpuMs),
