@@ -25,6 +25,7 @@ import type { Clock } from './util/clock.js'
 import { systemClock } from './util/clock.js'
 import type { Logger } from './util/logger.js'
 import { createLogger } from './util/logger.js'
+import { IdleHeapTrimmer, compileWasmWithLiftoffOnly, processHeap } from './util/v8-memory.js'
 import { VERSION } from './version.js'
 
 /** Delay before the miss path's modules are loaded in the background (see startAgent). */
@@ -42,6 +43,11 @@ export interface AgentDeps {
   processMetrics?: boolean
   /** Environment for endpoint resolution. Default process.env. */
   env?: NodeJS.ProcessEnv
+  /**
+   * Give the young generation back once idle after a burst (src/util/v8-memory.ts), checking
+   * every this many ms of real time; 0 turns it off. Default 5000.
+   */
+  idleHeapCheckMs?: number
 }
 
 export interface Address {
@@ -96,6 +102,7 @@ export async function startAgent(
       (config.rotateCredentials
         ? createRotatingSharedFileProvider({ clock: systemClock })
         : createDefaultNodeCredentialsProvider())
+    compileWasmWithLiftoffOnly()
     eksAuth = new EksAuthClient({
       clusterName: config.clusterName,
       region: normalizeRegion(config.region).region,
@@ -190,6 +197,19 @@ export async function startAgent(
   }, PRELOAD_DELAY_MS)
   warm.unref()
 
+  const idleHeapCheckMs = deps.idleHeapCheckMs ?? 5000
+  const heap = idleHeapCheckMs > 0 ? processHeap() : undefined
+  const trimmer =
+    heap &&
+    new IdleHeapTrimmer({
+      clock: systemClock,
+      heap,
+      intervalMs: idleHeapCheckMs,
+      onCollect: (info) =>
+        logger.debug({ event: 'idle_heap_trim', ...info }, 'idle: young generation collected'),
+    })
+  trimmer?.start()
+
   let closing: Promise<void> | undefined
   return {
     listeners: listeners.map(addr),
@@ -204,6 +224,7 @@ export async function startAgent(
       closing ??= (async () => {
         shuttingDown = true
         clearTimeout(warm)
+        trimmer?.stop()
         await Promise.all(listeners.map((b) => closeServer(b.server, graceMs)))
         await Promise.all([probe, metricsServer].map((b) => closeServer(b.server, 1000)))
         await eksAuth?.close()
