@@ -31,18 +31,30 @@ const STEPS = {
   },
   'lru-cache': () => import('lru-cache'),
   'dist/agent.js (agent code)': () => import(dist('agent.js')),
-  undici: () => import('undici'),
+  // What the EKS Auth client loads: undici's EnvHttpProxyAgent and request API on their own
+  // (src/upstream/undici-parts.ts), its llhttp WebAssembly compiled with Liftoff only.
+  'undici parts': async () => {
+    const { loadUndiciParts } = await import(dist('upstream/undici-parts.js'))
+    globalThis.keep.push(await loadUndiciParts())
+  },
   'undici: agent + one request (llhttp wasm)': async () => {
-    const undici = await import('undici')
+    const { compileWasmWithLiftoffOnly } = await import(dist('util/v8-memory.js'))
+    compileWasmWithLiftoffOnly()
+    const { loadUndiciParts } = await import(dist('upstream/undici-parts.js'))
+    const { EnvHttpProxyAgent } = await loadUndiciParts()
     const server = createServer((_q, s) => s.end('{}'))
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const dispatcher = new undici.EnvHttpProxyAgent({})
-    const r = await undici.request(`http://127.0.0.1:${server.address().port}/`, { dispatcher })
+    const dispatcher = new EnvHttpProxyAgent({})
+    const origin = `http://127.0.0.1:${server.address().port}`
+    const r = await dispatcher.request({ origin, path: '/', method: 'GET' })
     await r.body.text()
     globalThis.keep.push(dispatcher)
     server.close()
     server.closeAllConnections()
   },
+  // For comparison (not in the agent since undici-parts.ts): undici's index, which also makes
+  // Node load its own bundled undici.
+  "undici's index (not loaded by the agent)": () => import('undici'),
   '@smithy/signature-v4 + hash-node': () =>
     Promise.all([import('@smithy/signature-v4'), import('@smithy/hash-node')]),
   '@aws-sdk/credential-provider-node': () => import('@aws-sdk/credential-provider-node'),
@@ -53,12 +65,16 @@ const STEPS = {
     globalThis.keep.push(provider)
   },
 }
+const INDEX = "undici's index (not loaded by the agent)"
+/** Cumulative: the agent's steps, in its order. */
+const CUMULATIVE = Object.keys(STEPS).filter((n) => n !== INDEX)
 /** Standalone: each module alone against an empty process. */
 const ALONE = [
   'pino',
   'prom-client default metrics',
   'lru-cache',
   'undici: agent + one request (llhttp wasm)',
+  INDEX,
   '@smithy/signature-v4 + hash-node',
   'default chain resolved (env credentials)',
 ]
@@ -138,7 +154,7 @@ async function main() {
     'heap total',
     'external',
   ]
-  const names = Object.keys(STEPS)
+  const names = CUMULATIVE
   const seq = Array.from({ length: runs }, () => runChild(names))
   const rows = []
   let prev

@@ -4,9 +4,9 @@
 // 4xx, so throttling is never amplified. Messages never carry a token, key or secret.
 
 // undici and the signer are imported lazily (see #load): undici alone costs 100-300 ms of start-up
-// on a small node, and the agent must be ready within 500 ms. Types only here.
+// on a small node, and the agent must be ready within 500 ms. Types only here; undici's parts
+// come through ./undici-parts.js.
 import type { SignatureV4 } from '@smithy/signature-v4'
-import type * as Undici from 'undici'
 import type { Dispatcher } from 'undici'
 import {
   AgentError,
@@ -25,6 +25,7 @@ import {
   parseSuccessBody,
   type ResponseHeaders,
 } from './eks-auth-response.js'
+import { loadUndiciParts } from './undici-parts.js'
 import type {
   CredentialFetcher,
   NodeCredentials,
@@ -160,7 +161,6 @@ async function readCapped(
 
 /** What #load builds once per client: the HTTP entry point, the dispatcher and the signer. */
 interface Transport {
-  request: typeof Undici.request
   dispatcher: Dispatcher
   signer: SignatureV4
 }
@@ -179,7 +179,7 @@ export class EksAuthClient implements CredentialFetcher {
   /** `host` header: host name, plus `:port` only when not the scheme's default. */
   readonly #hostHeader: string
   readonly #path: string
-  readonly #url: string
+  readonly #origin: string
   readonly #attemptTimeoutMs: number
   readonly #maxAttempts: number
   readonly #totalTimeoutMs: number
@@ -201,7 +201,7 @@ export class EksAuthClient implements CredentialFetcher {
     this.#port = url.port === '' ? undefined : Number(url.port)
     this.#hostHeader = url.host
     this.#path = `${url.pathname.replace(/\/+$/, '')}/clusters/${opts.clusterName}/assume-role-for-pod-identity`
-    this.#url = `${url.origin}${this.#path}`
+    this.#origin = url.origin
 
     this.#region = opts.region
     this.#connectTimeoutMs = positive('connectTimeoutMs', opts.connectTimeoutMs, 500)
@@ -235,7 +235,7 @@ export class EksAuthClient implements CredentialFetcher {
     if (this.#loading === undefined) {
       const p = (async (): Promise<Transport> => {
         const [undici, sigv4, hashNode] = await Promise.all([
-          import('undici'),
+          loadUndiciParts(),
           import('@smithy/signature-v4'),
           import('@smithy/hash-node'),
         ])
@@ -257,7 +257,7 @@ export class EksAuthClient implements CredentialFetcher {
           credentials: this.#credentials,
           sha256: hashNode.Hash.bind(null, 'sha256'),
         })
-        const transport = { request: undici.request, dispatcher, signer }
+        const transport = { dispatcher, signer }
         this.#transport = transport
         return transport
       })()
@@ -356,11 +356,12 @@ export class EksAuthClient implements CredentialFetcher {
     try {
       let res: Dispatcher.ResponseData
       try {
-        res = await transport.request(this.#url, {
+        res = await transport.dispatcher.request({
+          origin: this.#origin,
+          path: this.#path,
           method: 'POST',
           headers,
           body,
-          dispatcher: transport.dispatcher,
           signal: ac.signal,
           headersTimeout: this.#attemptTimeoutMs,
           bodyTimeout: this.#attemptTimeoutMs,
