@@ -68,7 +68,7 @@ function snapshotArgs(fx, name) {
 
 export async function memoryAndStartup({ fx, full }) {
   const startups = full ? 15 : 3
-  const memoryRuns = full ? 5 : 3
+  const memoryRuns = full ? 5 : 2
   const loadS = full ? 5 : 1
   // Settled idle RSS (see idleTimeline), first memory run only: 150 s in the full run;
   // BENCH_MEMORY_SETTLE_S sets it (0 skips it, the short run's default).

@@ -9,9 +9,9 @@
 // event loop was nearly idle over the last period and the young generation is larger than it
 // needs to be, it runs one scavenge (a few ms on an idle heap, while nothing waits). V8 decides
 // at each GC from the allocation it saw between the earlier GCs of its last 5 s, so the first
-// scavenge closes the burst's account and the second or third, 5 s apart, shrinks: the memory
-// comes back 10-20 s after a burst. Under load the loop is busy and nothing runs, so the hot
-// path never pays for it.
+// scavenge may only close the burst's account and the next one, 5 s later, shrinks: the memory
+// comes back 5-15 s after a burst (bench/README). Under load the loop is busy and nothing
+// runs, so the hot path never pays for it.
 //
 // 2. compileWasmWithLiftoffOnly(): see there.
 
