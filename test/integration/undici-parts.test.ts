@@ -3,57 +3,57 @@
 // and neither undici's index nor Node's bundled copy of undici is loaded.
 
 import { execFile } from 'node:child_process'
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadUndiciParts } from '../../src/upstream/undici-parts.js'
+import type { ConnectProxy } from '../helpers/connect-proxy.js'
+import { startConnectProxy } from '../helpers/connect-proxy.js'
 
 const PARTS = fileURLToPath(new URL('../../dist/upstream/undici-parts.js', import.meta.url))
 
+/** Runs in the child: UPSTREAM and PROXY (origins) come from its environment. */
 const script = `
-  import http from 'node:http'
-  import net from 'node:net'
   import { createRequire } from 'node:module'
   import { loadUndiciParts } from ${JSON.stringify(PARTS)}
-  const listen = (s) => new Promise((r) => s.listen(0, '127.0.0.1', () => r(s.address().port)))
-  const upstream = http.createServer((req, res) => res.end(req.method + ' ' + req.url))
-  const upPort = await listen(upstream)
-  let tunnels = 0
-  const proxy = http.createServer((_q, s) => s.writeHead(405).end())
-  proxy.on('connect', (req, socket, head) => {
-    tunnels++
-    const [host, port] = String(req.url).split(':')
-    const up = net.connect(Number(port), host, () => {
-      socket.write('HTTP/1.1 200 Connection Established\\r\\n\\r\\n')
-      up.write(head)
-      up.pipe(socket)
-      socket.pipe(up)
-    })
-  })
-  const proxyPort = await listen(proxy)
   const parts = await loadUndiciParts()
   const call = async (dispatcher) => {
-    const res = await dispatcher.request({ origin: 'http://127.0.0.1:' + upPort, path: '/x/y', method: 'POST', body: '{}' })
+    const res = await dispatcher.request({ origin: process.env.UPSTREAM, path: '/x/y', method: 'POST', body: '{}' })
     const text = await res.body.text()
     await dispatcher.close()
     return res.statusCode + ' ' + text
   }
   const direct = await call(new parts.EnvHttpProxyAgent({}))
-  const proxied = await call(new parts.EnvHttpProxyAgent({ httpProxy: 'http://127.0.0.1:' + proxyPort }))
+  const proxied = await call(new parts.EnvHttpProxyAgent({ httpProxy: process.env.PROXY }))
   const cache = Object.keys(createRequire(import.meta.url).cache)
   console.log(JSON.stringify({
     source: parts.source,
     direct,
     proxied,
-    tunnels,
     undiciIndex: cache.some((f) => /[\\\\/]undici[\\\\/]index\\.js$/.test(f)),
     nodeBundledUndici: process.moduleLoadList.includes('NativeModule internal/deps/undici/undici'),
   }))
-  upstream.close()
-  proxy.close()
 `
 
 describe('undici parts', () => {
+  let upstream: http.Server
+  let upstreamUrl: string
+  let proxy: ConnectProxy
+  beforeAll(async () => {
+    upstream = http.createServer((req, res) => res.end(`${req.method} ${req.url}`))
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+    upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
+    proxy = await startConnectProxy()
+  })
+  afterAll(() => {
+    for (const s of [upstream, proxy.server]) {
+      s.close()
+      s.closeAllConnections()
+    }
+  })
+
   it('come from undici files in this version (an upgrade that moves them fails here)', async () => {
     expect((await loadUndiciParts()).source).toBe('files')
   })
@@ -62,15 +62,22 @@ describe('undici parts', () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ['--input-type=module', '-e', script],
-      { timeout: 20_000 },
+      {
+        timeout: 20_000,
+        env: {
+          PATH: process.env.PATH,
+          UPSTREAM: upstreamUrl,
+          PROXY: `http://127.0.0.1:${proxy.port}`,
+        },
+      },
     )
     expect(JSON.parse(stdout)).toEqual({
       source: 'files',
       direct: '200 POST /x/y',
       proxied: '200 POST /x/y',
-      tunnels: 1,
       undiciIndex: false,
       nodeBundledUndici: false,
     })
+    expect(proxy.tunnels()).toBe(1)
   })
 })

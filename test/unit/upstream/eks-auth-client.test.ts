@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import * as http from 'node:http'
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
-import * as net from 'node:net'
+import type * as net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { Hash } from '@smithy/hash-node'
 import { SignatureV4 } from '@smithy/signature-v4'
@@ -27,6 +27,7 @@ import {
 } from '../../../src/upstream/eks-auth-client.js'
 import type { NodeCredentials } from '../../../src/upstream/types.js'
 import { systemClock } from '../../../src/util/clock.js'
+import { startConnectProxy } from '../../helpers/connect-proxy.js'
 
 const TOKEN =
   'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpteS1zYSJ9.c2ln'
@@ -341,27 +342,13 @@ describe('EksAuthClient request and SigV4', () => {
 
   it('honours HTTP_PROXY (CONNECT through the proxy)', async () => {
     const up = await startUpstream(ok)
-    let tunnels = 0
-    const proxy = http.createServer((_req, res) => res.writeHead(405).end())
-    proxy.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      tunnels++
-      const [host, port] = String(req.url).split(':')
-      const upstream = net.connect(Number(port), host, () => {
-        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-        upstream.write(head)
-        upstream.pipe(socket)
-        socket.pipe(upstream)
-      })
-      upstream.on('error', () => socket.destroy())
-      socket.on('error', () => upstream.destroy())
-    })
-    servers.push(proxy)
-    const proxyPort = await listen(proxy)
-    vi.stubEnv('HTTP_PROXY', `http://127.0.0.1:${proxyPort}`)
-    vi.stubEnv('http_proxy', `http://127.0.0.1:${proxyPort}`)
+    const proxy = await startConnectProxy()
+    servers.push(proxy.server)
+    vi.stubEnv('HTTP_PROXY', `http://127.0.0.1:${proxy.port}`)
+    vi.stubEnv('http_proxy', `http://127.0.0.1:${proxy.port}`)
     const creds = await makeClient(up.url).fetchCredentials(TOKEN)
     expect(creds.accountId).toBe('111122223333')
-    expect(tunnels).toBe(1)
+    expect(proxy.tunnels()).toBe(1)
     expect(up.calls).toHaveLength(1)
   })
 
