@@ -12,6 +12,8 @@ import { metricValue, startAgent, startMock } from './lib/servers.js'
 import { MiB, fmt, median, printTable, verdict, writeResults } from './lib/report.js'
 
 const ENTRIES = 2000
+/** How long to wait for the idle trimmer's drop, s. */
+const TRIM_WAIT_S = 40
 
 /**
  * The agent's live V8 heap: SIGUSR2 makes it write a heap snapshot (--heapsnapshot-signal), which
@@ -33,7 +35,7 @@ async function liveHeap(agent, dir) {
  * What becomes of the RSS an idle agent holds after the warm-up, polled every second from
  * `from` (the reading just after it):
  * - trimmed: the first reading below 85 % of `from`, when the agent's idle-heap trimmer has
- *   given the young generation back (src/util/v8-memory.ts; 10-20 s after a burst);
+ *   given the young generation back (src/util/v8-memory.ts; 5-15 s after a burst);
  * - settled: with `settleS`, polling goes on that long and reports the last reading and when the
  *   last drop of more than 2 % happened (V8's memory reducer, 60-110 s after a burst on Node 20).
  * Polling stops at trimS when nothing was trimmed, or once trimmed when there is no settleS.
@@ -126,7 +128,7 @@ export async function memoryAndStartup({ fx, full }) {
       const timeline =
         full || r === 0
           ? await idleTimeline(agent, withEntries, {
-              trimS: 40,
+              trimS: TRIM_WAIT_S,
               settleS: r === 0 ? settleMaxS : 0,
             })
           : undefined
@@ -202,8 +204,8 @@ export async function memoryAndStartup({ fx, full }) {
           `RSS with ${ENTRIES} entries once the idle trimmer ran (MiB; s after warm-up)`,
           summary.trimmedRuns > 0
             ? `${fmt(summary.trimmedRss / MiB, 1)} (${fmt(summary.trimmedAfterS)} s; ` +
-              `${summary.trimmedRuns} of ${summary.timelineRuns} runs within 40 s)`
-            : `not within 40 s (${summary.timelineRuns} runs)`,
+              `${summary.trimmedRuns} of ${summary.timelineRuns} runs within ${TRIM_WAIT_S} s)`
+            : `not within ${TRIM_WAIT_S} s (${summary.timelineRuns} runs)`,
         ],
         [
           `RSS with ${ENTRIES} entries, settled idle (MiB; first run, last drop s after warm-up)`,

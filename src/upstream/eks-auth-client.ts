@@ -159,7 +159,7 @@ async function readCapped(
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
 }
 
-/** What #load builds once per client: the HTTP entry point, the dispatcher and the signer. */
+/** What #load builds once per client: the dispatcher and the signer. */
 interface Transport {
   dispatcher: Dispatcher
   signer: SignatureV4

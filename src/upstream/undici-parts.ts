@@ -6,7 +6,7 @@
 // (bench/README). So the files are loaded on their own, and the request API is mixed into
 // Dispatcher.prototype as undici's index does. These paths are undici's internal layout, pinned
 // by the lockfile: if an upgrade moves them, loading falls back to the index (same behaviour,
-// more memory) and test/unit/upstream/undici-parts.test.ts fails, so the change is noticed.
+// more memory) and test/integration/undici-parts.test.ts fails, so the change is noticed.
 
 import type * as Undici from 'undici'
 

@@ -114,18 +114,23 @@ export class IdleHeapTrimmer {
 
 type GcFunction = (options?: { type?: 'minor' | 'major' }) => void
 
+/** The gc() exposeGc() made, kept: each one holds a context (about 130 KB of heap). */
+let exposed: GcFunction | undefined
+
 /**
  * V8's gc() without starting node with --expose-gc: the flag is turned on just long enough to
- * create one context that has it (what jest's leak detector does), then off again. Undefined if
- * this V8 does not allow it.
+ * create one context that has it (what jest's leak detector does), then off again. Made once per
+ * process. Undefined if this V8 does not allow it.
  */
 export function exposeGc(): GcFunction | undefined {
   const existing = (globalThis as { gc?: unknown }).gc
   if (typeof existing === 'function') return existing as GcFunction
+  if (exposed !== undefined) return exposed
   try {
     setFlagsFromString('--expose-gc')
     const gc: unknown = runInNewContext('gc')
-    return typeof gc === 'function' ? (gc as GcFunction) : undefined
+    if (typeof gc === 'function') exposed = gc as GcFunction
+    return exposed
   } catch {
     return undefined
   } finally {

@@ -86,10 +86,11 @@ describe('IdleHeapTrimmer', () => {
 })
 
 describe('exposeGc', () => {
-  it('returns a working gc() without --expose-gc, and leaves no global gc behind', () => {
+  it('returns a working gc() without --expose-gc, once, and leaves no global gc behind', () => {
     const gc = exposeGc()
     expect(typeof gc).toBe('function')
     gc?.({ type: 'minor' })
     expect((globalThis as { gc?: unknown }).gc).toBeUndefined()
+    expect(exposeGc()).toBe(gc) // made once per process
   })
 })
