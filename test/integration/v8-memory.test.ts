@@ -11,7 +11,7 @@ describe('IdleHeapTrimmer on a real V8 heap', () => {
   // A fresh node process grows its young generation to the maximum with a burst of
   // medium-lived objects, then goes quiet with the real trimmer running at its defaults. Left
   // alone, V8 gives that memory back after about 25 s here (60-110 s in the agent); the trimmer's
-  // own scavenge must do it, 10-20 s after the burst.
+  // own scavenge must do it, 5-15 s after the burst.
   const script = `
     import { getHeapSpaceStatistics } from 'node:v8'
     import { IdleHeapTrimmer, processHeap } from ${JSON.stringify(
