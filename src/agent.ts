@@ -185,7 +185,7 @@ export async function startAgent(
   // synchronous module loading) once the agent has had time to answer its first readiness
   // probes: the first miss should not pay for it, and readiness should not wait for it. A miss
   // before then loads the same modules itself.
-  const warm = setTimeout(() => {
+  const warm = systemClock.setTimer(() => {
     void eksAuth?.preload()
     if (
       deps.nodeCredentials === undefined &&
@@ -195,7 +195,6 @@ export async function startAgent(
       void preloadDefaultNodeCredentials()
     }
   }, PRELOAD_DELAY_MS)
-  warm.unref()
 
   const idleHeapCheckMs = deps.idleHeapCheckMs ?? 5000
   const heap = idleHeapCheckMs > 0 ? processHeap() : undefined
@@ -223,7 +222,7 @@ export async function startAgent(
     close(graceMs = 25_000) {
       closing ??= (async () => {
         shuttingDown = true
-        clearTimeout(warm)
+        warm.cancel()
         trimmer?.stop()
         await Promise.all(listeners.map((b) => closeServer(b.server, graceMs)))
         await Promise.all([probe, metricsServer].map((b) => closeServer(b.server, 1000)))
