@@ -25,6 +25,7 @@ import type { Clock } from './util/clock.js'
 import { systemClock } from './util/clock.js'
 import type { Logger } from './util/logger.js'
 import { createLogger } from './util/logger.js'
+import { pinTickObjectMap } from './util/tick-object-map.js'
 import { IdleHeapTrimmer, compileWasmWithLiftoffOnly, processHeap } from './util/v8-memory.js'
 import { VERSION } from './version.js'
 
@@ -78,6 +79,8 @@ export async function startAgent(
   config: ServerConfig,
   deps: AgentDeps = {},
 ): Promise<RunningAgent> {
+  // Before anything here can bring on a full GC (the CLI has done it already; see there).
+  pinTickObjectMap()
   const clock = deps.clock ?? systemClock
   const logger = deps.logger ?? createLogger(config.verbosity)
   const registry = deps.registry ?? new Registry()

@@ -2,6 +2,7 @@
 // Process edge: pick the subcommand, run it, turn any start-up problem into one clear line.
 
 import { UsageError } from './cli/usage-error.js'
+import { pinTickObjectMap } from './util/tick-object-map.js'
 import { VERSION } from './version.js'
 
 const USAGE = `Usage: pod-identity-agent <command> [flags]
@@ -20,6 +21,9 @@ async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
     case 'server':
+      // First, before loading the agent's modules can bring on a full GC: the hit path's
+      // process.nextTick calls stay on V8's fast path for the life of the process.
+      pinTickObjectMap()
       return (await import('./cli/server-command.js')).runServerCommand(rest)
     case 'mock-eks-auth':
       return (await import('./cli/mock-eks-auth-command.js')).runMockEksAuthCommand(rest)
