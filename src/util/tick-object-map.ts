@@ -9,7 +9,8 @@
 // while no tick object is alive frees those maps; the next tick object gets new ones, and for a
 // literal's computed keys V8 then marks the site megamorphic for good (it has no polymorphic
 // state there: Runtime_DefineKeyedOwnPropertyInLiteral). From then on every nextTick goes through
-// the runtime, about 20 % more CPU per hit on this machine (bench/README, "tick objects").
+// the runtime: 20-30 % more CPU per hit on this machine (bench/README.md, Results, "The
+// nextTick slow mode").
 //
 // A bare node:http server seldom runs a full GC. The agent does: after its first upstream calls,
 // and when V8's memory reducer runs at idle. In the bench, 3 agents out of 8 were in that state

@@ -23,6 +23,14 @@ export const NODE_KEY = {
   sessionToken: 'harnessNodeSessionToken0123456789',
 }
 
+/** Environment of an agent process that signs with NODE_KEY (the default chain's env provider). */
+export const NODE_KEY_ENV = {
+  AWS_REGION: 'us-west-2',
+  AWS_ACCESS_KEY_ID: NODE_KEY.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: NODE_KEY.secretAccessKey,
+  AWS_SESSION_TOKEN: NODE_KEY.sessionToken,
+}
+
 export const DEFAULT_ASSOCIATIONS: Association[] = [
   { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/App' },
   {

@@ -6,6 +6,30 @@ import { fileURLToPath } from 'node:url'
 
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url))
 
+/**
+ * `server` flags for an agent on 127.0.0.1 with every port picked by the OS (credentials, probes,
+ * metrics), for cluster and EKS Auth endpoint.
+ */
+export function loopbackServerArgs(cluster: string, endpoint: string): string[] {
+  return [
+    'server',
+    '-c',
+    cluster,
+    '-p',
+    '0',
+    '-b',
+    '127.0.0.1',
+    '--probe-port',
+    '0',
+    '--metrics-port',
+    '0',
+    '--metrics-address',
+    '127.0.0.1',
+    '--endpoint',
+    endpoint,
+  ]
+}
+
 export interface Done {
   code: number | null
   stdout: string

@@ -6,8 +6,8 @@ import { fromHttp } from '@aws-sdk/credential-provider-http'
 import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import { TokenIssuer } from '../../src/mock/token-issuer.js'
 import { SERVER_FLAGS, envName } from '../../src/cli/server-flags.js'
-import { DEFAULT_ASSOCIATIONS, NODE_KEY, rawGet } from '../helpers/harness.js'
-import { runCli, startCli } from '../helpers/spawn.js'
+import { DEFAULT_ASSOCIATIONS, NODE_KEY, NODE_KEY_ENV, rawGet } from '../helpers/harness.js'
+import { loopbackServerArgs, runCli, startCli } from '../helpers/spawn.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -151,31 +151,7 @@ describe('server process', () => {
   })
 
   it('signs with node credentials from the default chain, serves probes and metrics, drains on SIGTERM and exits 0', async () => {
-    const agent = startCli(
-      [
-        'server',
-        '-c',
-        'proc-cluster',
-        '-p',
-        '0',
-        '-b',
-        '127.0.0.1',
-        '--probe-port',
-        '0',
-        '--metrics-port',
-        '0',
-        '--metrics-address',
-        '127.0.0.1',
-        '--endpoint',
-        mockUrl,
-      ],
-      {
-        AWS_REGION: 'us-west-2',
-        AWS_ACCESS_KEY_ID: NODE_KEY.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: NODE_KEY.secretAccessKey,
-        AWS_SESSION_TOKEN: NODE_KEY.sessionToken,
-      },
-    )
+    const agent = startCli(loopbackServerArgs('proc-cluster', mockUrl), NODE_KEY_ENV)
     try {
       const started = await agent.waitFor((l) => l.event === 'started')
       const port = Number(

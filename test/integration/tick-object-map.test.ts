@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { pinnedTickObject } from '../../src/util/tick-object-map.js'
-import { NODE_KEY, startHarness } from '../helpers/harness.js'
-import { startCli } from '../helpers/spawn.js'
+import { NODE_KEY_ENV, startHarness } from '../helpers/harness.js'
+import { loopbackServerArgs, startCli } from '../helpers/spawn.js'
 
 const MODULE = fileURLToPath(new URL('../../dist/util/tick-object-map.js', import.meta.url))
 const V8_FLAGS = ['--expose-gc', '--allow-natives-syntax']
@@ -115,33 +115,12 @@ describe('the agent pins it', () => {
         (async () => { ${GCS_THEN_PRINT}; process._rawDebug('TICK-DUMP-DONE') })()
       })\n`,
     )
-    const agent = startCli(
-      [
-        'server',
-        '-c',
-        'tick-cluster',
-        '-p',
-        '0',
-        '-b',
-        '127.0.0.1',
-        '--probe-port',
-        '0',
-        '--metrics-port',
-        '0',
-        '--metrics-address',
-        '127.0.0.1',
-        // Never called: no credential request is made.
-        '--endpoint',
-        'http://127.0.0.1:9',
-      ],
-      {
-        AWS_REGION: 'us-west-2',
-        AWS_ACCESS_KEY_ID: NODE_KEY.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: NODE_KEY.secretAccessKey,
-        AWS_SESSION_TOKEN: NODE_KEY.sessionToken,
-      },
-      [...V8_FLAGS, '-r', preload],
-    )
+    // The endpoint is never called: no credential request is made.
+    const agent = startCli(loopbackServerArgs('tick-cluster', 'http://127.0.0.1:9'), NODE_KEY_ENV, [
+      ...V8_FLAGS,
+      '-r',
+      preload,
+    ])
     try {
       await agent.waitFor((l) => l.event === 'started')
       agent.child.kill('SIGUSR2')
