@@ -68,16 +68,11 @@ export interface Running {
     timeoutMs?: number,
   ): Promise<Record<string, unknown>>
   exited: Promise<Done>
-  /** What the process has written to stderr so far. */
-  stderr(): string
 }
 
-/**
- * Start a long-running CLI command and follow its JSON log lines on stdout. nodeArgs: flags for
- * node itself (before dist/main.js).
- */
-export function startCli(args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Running {
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, ...args], {
+/** Start a long-running CLI command and follow its JSON log lines on stdout. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv): Running {
+  const child = spawn(process.execPath, [MAIN, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -107,7 +102,6 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv, nodeArgs: strin
     child,
     lines,
     exited,
-    stderr: () => stderr,
     waitFor(pred, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const deadline = setTimeout(
