@@ -5,7 +5,7 @@
 // restJson1 answers are one wire contract, easier to check against protocol.md in one file.
 
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
   createLocalJWKSet,
@@ -23,6 +23,7 @@ import {
 } from './associations.js'
 import { SigV4Checker, type NodeCredential } from './sigv4-check.js'
 import { POD_IDENTITY_AUDIENCE } from './token-issuer.js'
+import { createServer } from '../util/node-http.js'
 
 /** Injected failures. */
 export interface Faults {

@@ -1,10 +1,10 @@
 // HTTP servers: one credential listener per bind host (each bound on its own: one that cannot be
 // bound is logged and skipped), plus the probe and metrics servers.
 
-import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../util/logger.js'
+import { createServer } from '../util/node-http.js'
 
 export interface BoundServer {
   server: Server

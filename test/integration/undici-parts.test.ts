@@ -13,6 +13,8 @@ import type { ConnectProxy } from '../helpers/connect-proxy.js'
 import { startConnectProxy } from '../helpers/connect-proxy.js'
 
 const PARTS = fileURLToPath(new URL('../../dist/upstream/undici-parts.js', import.meta.url))
+const AGENT = fileURLToPath(new URL('../../dist/agent.js', import.meta.url))
+const MOCK = fileURLToPath(new URL('../../dist/mock/mock-eks-auth.js', import.meta.url))
 
 /** Runs in the child: UPSTREAM and PROXY (origins) come from its environment. */
 const script = `
@@ -79,5 +81,22 @@ describe('undici parts', () => {
       nodeBundledUndici: false,
     })
     expect(proxy.tunnels()).toBe(1)
+  })
+
+  // On Node 22 and later an ESM import of node:http reads its WebSocket getter, which loads Node's
+  // bundled undici (src/util/node-http.ts); on Node 20 this holds either way.
+  it("the agent's modules, loaded as the CLI does, do not load Node's bundled undici", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `await import(${JSON.stringify(AGENT)})
+         await import(${JSON.stringify(MOCK)})
+         console.log(process.moduleLoadList.includes('NativeModule internal/deps/undici/undici'))`,
+      ],
+      { timeout: 20_000 },
+    )
+    expect(stdout.trim()).toBe('false')
   })
 })
