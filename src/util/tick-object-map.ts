@@ -3,9 +3,9 @@
 //
 // Every answer makes Node call process.nextTick about ten times, and each call builds a "tick
 // object" from the literal `{ [async_id_symbol]: ..., [trigger_async_id_symbol]: ..., callback,
-// args }` (lib/internal/process/task_queues.js). V8 remembers, per computed key of that literal,
-// the one map it saw there (monomorphic feedback); optimised code then adds the keys with a map
-// check and a store. Maps are held weakly by that feedback. A full (mark-compact) GC that runs
+// args }` (lib/internal/process/task_queues.js; Node 24 adds an async_context_frame key). V8
+// remembers, per computed key of that literal, the one map it saw there (monomorphic feedback);
+// optimised code then adds the keys with a map check and a store. Maps are held weakly by that feedback. A full (mark-compact) GC that runs
 // while no tick object is alive frees those maps; the next tick object gets new ones, and for a
 // literal's computed keys V8 then marks the site megamorphic for good (it has no polymorphic
 // state there: Runtime_DefineKeyedOwnPropertyInLiteral). From then on every nextTick goes through
