@@ -5,12 +5,12 @@
 // object" from the literal `{ [async_id_symbol]: ..., [trigger_async_id_symbol]: ..., callback,
 // args }` (lib/internal/process/task_queues.js; Node 24 adds an async_context_frame key). V8
 // remembers, per computed key of that literal, the one map it saw there (monomorphic feedback);
-// optimised code then adds the keys with a map check and a store. Maps are held weakly by that feedback. A full (mark-compact) GC that runs
-// while no tick object is alive frees those maps; the next tick object gets new ones, and for a
-// literal's computed keys V8 then marks the site megamorphic for good (it has no polymorphic
-// state there: Runtime_DefineKeyedOwnPropertyInLiteral). From then on every nextTick goes through
-// the runtime: 20-30 % more CPU per hit on this machine (bench/README.md, Results, "The
-// nextTick slow mode").
+// optimised code then adds the keys with a map check and a store. That feedback holds the maps
+// weakly. A full (mark-compact) GC that runs while no tick object is alive frees them; the next
+// tick object gets new ones, and for a literal's computed keys V8 then marks the site megamorphic
+// for good (it has no polymorphic state there: Runtime_DefineKeyedOwnPropertyInLiteral). From
+// then on every nextTick goes through the runtime: 20-30 % more CPU per hit on this machine
+// (bench/README.md, Results, "The nextTick slow mode").
 //
 // A bare node:http server seldom runs a full GC. The agent does: after its first upstream calls,
 // and when V8's memory reducer runs at idle. In the bench, 3 agents out of 8 were in that state
