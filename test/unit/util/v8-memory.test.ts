@@ -7,13 +7,16 @@ const MiB = 1024 * 1024
 
 /** Heap controls whose busy fraction and young-generation size the test sets. */
 function fakeHeap(youngBytes: number, shrinksTo = 1 * MiB) {
-  const state = { busy: 0, youngBytes, collections: 0, shrinks: true }
+  const state = { busy: 0, youngBytes, collections: 0, releases: 0, shrinks: true }
   const heap: HeapControls = {
     busyFraction: () => state.busy,
     youngGenerationBytes: () => state.youngBytes,
     collectYoung: () => {
       state.collections++
       if (state.shrinks) state.youngBytes = shrinksTo
+    },
+    releaseFreedPages: () => {
+      state.releases++
     },
   }
   return { state, heap }
@@ -32,9 +35,12 @@ describe('IdleHeapTrimmer', () => {
     state.busy = 0.002 // idle
     clock.advance(5000)
     expect(state.collections).toBe(1)
-    expect(seen).toEqual([{ youngBytesBefore: 32 * MiB, youngBytesAfter: 1 * MiB }])
+    // The scavenge shrank it, so the freed pages were handed back too.
+    expect(state.releases).toBe(1)
+    expect(seen).toEqual([{ youngBytesBefore: 32 * MiB, youngBytesAfter: 1 * MiB, released: true }])
     clock.advance(60_000) // still idle, already small: nothing more to do
     expect(state.collections).toBe(1)
+    expect(state.releases).toBe(1)
     expect(t.collections).toBe(1)
     t.stop()
     expect(clock.pendingTimers).toBe(0)
@@ -58,6 +64,7 @@ describe('IdleHeapTrimmer', () => {
     t.start()
     clock.advance(60_000)
     expect(state.collections).toBe(0)
+    expect(state.releases).toBe(0)
     t.stop()
   })
 
@@ -69,6 +76,7 @@ describe('IdleHeapTrimmer', () => {
     t.start()
     clock.advance(10_000)
     expect(state.collections).toBe(4)
+    expect(state.releases).toBe(0) // nothing freed: no full GC
     state.busy = 0.5
     clock.advance(1000)
     state.busy = 0
