@@ -120,10 +120,10 @@ export class IdleHeapTrimmer {
     this.#heap.collectYoung()
     this.#collections++
     const after = this.#heap.youngGenerationBytes()
-    const released = after < before
-    this.#fruitless = released ? 0 : this.#fruitless + 1
-    if (released) this.#heap.releaseFreedPages()
-    this.#onCollect?.({ youngBytesBefore: before, youngBytesAfter: after, released })
+    const shrank = after < before
+    this.#fruitless = shrank ? 0 : this.#fruitless + 1
+    if (shrank) this.#heap.releaseFreedPages()
+    this.#onCollect?.({ youngBytesBefore: before, youngBytesAfter: after, released: shrank })
     return true
   }
 }
