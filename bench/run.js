@@ -11,7 +11,7 @@ import { bootHerd, sameTokenHerd } from './herd.js'
 import { memoryAndStartup } from './memory.js'
 import { mixedLoad } from './mixed.js'
 import { loadGenerator } from './lib/load.js'
-import { ROOT, createFixtures, scratchDir } from './lib/servers.js'
+import { AGENT_IMAGE_ENV, ROOT, createFixtures, scratchDir } from './lib/servers.js'
 import { fmt, printTable, writeResults } from './lib/report.js'
 
 const WORKLOADS = {
@@ -32,7 +32,8 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
   memory  RSS idle / with 2000 entries / under load, bytes per entry, start-up to /readyz
   instructions  instructions per hit under valgrind: agent -v info / -v trace vs bare node:http
           (not in the short run of all workloads; BENCH_FULL=1 or name it)
-env: BENCH_FULL=1 longer runs; BENCH_LOADGEN=autocannon to skip wrk`
+env: BENCH_FULL=1 longer runs; BENCH_LOADGEN=autocannon to skip wrk; BENCH_IMAGE_ENV=0 runs
+     the agent without the Dockerfile's ENV (glibc malloc defaults)`
 
 async function main() {
   const args = process.argv.slice(2)
@@ -61,6 +62,11 @@ async function main() {
     `pod-identity-agent benchmarks (${full ? 'full' : 'short'}; load generator ${loadGenerator()}; ` +
       `${names.join(', ')})`,
   )
+  const agentEnv = Object.entries(AGENT_IMAGE_ENV).map(([k, v]) => `${k}=${v}`)
+  console.log(
+    `node ${process.version}; agent environment from the Dockerfile: ` +
+      (agentEnv.length > 0 ? agentEnv.join(' ') : 'none (BENCH_IMAGE_ENV=0)'),
+  )
   const t0 = performance.now()
   const fx = await createFixtures(scratchDir())
   const all = []
@@ -78,6 +84,8 @@ async function main() {
   writeResults(
     args.length === 0 || args.includes('all') ? 'summary' : `summary-${names.join('-')}`,
     {
+      node: process.version,
+      agentEnv: AGENT_IMAGE_ENV,
       targets: all,
     },
   )

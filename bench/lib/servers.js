@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
+import { imageEnv } from './image-env.js'
 import {
   freePort,
   httpJson,
@@ -42,6 +43,13 @@ function nodeCommand(wrap, args) {
  * BENCH_AGENT_NODE_ARGS='--max-semi-space-size=2' to measure a V8 setting's cost and gain.
  */
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+
+/**
+ * The environment the container image gives the agent (the Dockerfile's last-stage `ENV`: glibc
+ * malloc settings, NODE_ENV), for every agent a benchmark starts; not for the bare baseline, which
+ * is a plain node process. BENCH_IMAGE_ENV=0 runs the agent without it (glibc's defaults).
+ */
+export const AGENT_IMAGE_ENV = process.env.BENCH_IMAGE_ENV === '0' ? {} : imageEnv()
 
 /** Environment for children: ours, without the caller's AWS settings or proxies. */
 function childEnv(extra = {}) {
@@ -191,6 +199,7 @@ export async function startAgent(
       {
         stdio: ['ignore', fd, fd],
         env: childEnv({
+          ...AGENT_IMAGE_ENV,
           AWS_REGION: 'us-west-2',
           AWS_ACCESS_KEY_ID: 'AKIDBENCHEXAMPLE',
           AWS_SECRET_ACCESS_KEY: 'bench-secret-not-real',

@@ -1,0 +1,3 @@
+export declare const DOCKERFILE: string
+export declare function parseImageEnv(text: string): Record<string, string>
+export declare function imageEnv(): Record<string, string>
