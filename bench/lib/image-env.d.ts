@@ -1,3 +1,2 @@
-export declare const DOCKERFILE: string
 export declare function parseImageEnv(text: string): Record<string, string>
 export declare function imageEnv(): Record<string, string>

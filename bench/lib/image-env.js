@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const DOCKERFILE = join(fileURLToPath(new URL('../..', import.meta.url)), 'Dockerfile')
+const DOCKERFILE = join(fileURLToPath(new URL('../..', import.meta.url)), 'Dockerfile')
 
 /**
  * `ENV` variables of the last stage of a Dockerfile's text, in the `ENV NAME=value [NAME=value

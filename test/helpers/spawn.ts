@@ -1,10 +1,31 @@
-// Run the built CLI (dist/main.js) as a real process.
+// Run the built CLI (dist/main.js), or a module script, as a real process.
 
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url))
+
+/**
+ * Run an ES module script (`node --input-type=module -e`) in a fresh node process, with nodeArgs
+ * before it; resolves its stdout. env defaults to this process's environment.
+ */
+export async function runModuleScript(
+  script: string,
+  {
+    nodeArgs = [],
+    env,
+    timeoutMs = 20_000,
+  }: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<string> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [...nodeArgs, '--input-type=module', '-e', script],
+    { env, timeout: timeoutMs },
+  )
+  return stdout
+}
 
 /**
  * `server` flags for an agent on 127.0.0.1 with every port picked by the OS (credentials, probes,

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { imageEnv, parseImageEnv } from '../../bench/lib/image-env.js'
+import { runModuleScript } from '../helpers/spawn.js'
 
 const run = promisify(execFile)
 const env = imageEnv()
@@ -27,12 +28,9 @@ const loader = /\s(\/\S*\/ld-linux[^/\s]*\.so\.\d+)$/m.exec(
 )?.[1]
 
 async function node(script: string, childEnv: NodeJS.ProcessEnv): Promise<unknown> {
-  const { stdout } = await run(
-    process.execPath,
-    ['--expose-gc', '--input-type=module', '-e', script],
-    { env: childEnv, timeout: 60_000 },
+  return JSON.parse(
+    await runModuleScript(script, { nodeArgs: ['--expose-gc'], env: childEnv, timeoutMs: 60_000 }),
   )
-  return JSON.parse(stdout)
 }
 
 describe('parseImageEnv', () => {

@@ -2,15 +2,14 @@
 // running the built module: a request direct and one through an HTTP_PROXY CONNECT tunnel work,
 // and neither undici's index nor Node's bundled copy of undici is loaded.
 
-import { execFile } from 'node:child_process'
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadUndiciParts } from '../../src/upstream/undici-parts.js'
 import type { ConnectProxy } from '../helpers/connect-proxy.js'
 import { startConnectProxy } from '../helpers/connect-proxy.js'
+import { runModuleScript } from '../helpers/spawn.js'
 
 const PARTS = fileURLToPath(new URL('../../dist/upstream/undici-parts.js', import.meta.url))
 const AGENT = fileURLToPath(new URL('../../dist/agent.js', import.meta.url))
@@ -61,18 +60,13 @@ describe('undici parts', () => {
   })
 
   it('work in a fresh process, direct and through a CONNECT proxy, without undici index or Node bundled undici', async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--input-type=module', '-e', script],
-      {
-        timeout: 20_000,
-        env: {
-          PATH: process.env.PATH,
-          UPSTREAM: upstreamUrl,
-          PROXY: `http://127.0.0.1:${proxy.port}`,
-        },
+    const stdout = await runModuleScript(script, {
+      env: {
+        PATH: process.env.PATH,
+        UPSTREAM: upstreamUrl,
+        PROXY: `http://127.0.0.1:${proxy.port}`,
       },
-    )
+    })
     expect(JSON.parse(stdout)).toEqual({
       source: 'files',
       direct: '200 POST /x/y',
@@ -86,16 +80,10 @@ describe('undici parts', () => {
   // On Node 22 and later an ESM import of node:http reads its WebSocket getter, which loads Node's
   // bundled undici (src/util/node-http.ts); on Node 20 this holds either way.
   it("the agent's modules, loaded as the CLI does, do not load Node's bundled undici", async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `await import(${JSON.stringify(AGENT)})
-         await import(${JSON.stringify(MOCK)})
-         console.log(process.moduleLoadList.includes('NativeModule internal/deps/undici/undici'))`,
-      ],
-      { timeout: 20_000 },
+    const stdout = await runModuleScript(
+      `await import(${JSON.stringify(AGENT)})
+       await import(${JSON.stringify(MOCK)})
+       console.log(process.moduleLoadList.includes('NativeModule internal/deps/undici/undici'))`,
     )
     expect(stdout.trim()).toBe('false')
   })

@@ -1,9 +1,8 @@
 // The idle-heap trimmer against a real V8 heap, in a fresh node process running the built module.
 
-import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
+import { runModuleScript } from '../helpers/spawn.js'
 
 const MiB = 1024 * 1024
 
@@ -47,11 +46,7 @@ describe('IdleHeapTrimmer on a real V8 heap', () => {
   `
 
   it('gives the young generation back within seconds of going quiet', async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--input-type=module', '-e', script],
-      { timeout: 50_000 },
-    )
+    const stdout = await runModuleScript(script, { timeoutMs: 50_000 })
     const r = JSON.parse(stdout) as {
       afterBurst: number
       after: number
