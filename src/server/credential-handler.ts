@@ -1,7 +1,8 @@
 // GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
-// compare for the route, one pass over rawHeaders (no headers object is built), a Set lookup for
-// the Host, a Map lookup for the token, and a write of pre-serialised bytes. Everything else
-// (JWT parsing, upstream calls, logging) happens only on a miss or an error.
+// compare for the route, one pass over rawHeaders (no headers object is built), string compares
+// for the Host, a Map lookup by a number made of the token's tail (no string is hashed), and a
+// write of pre-serialised bytes. Everything else (JWT parsing, upstream calls, logging) happens
+// only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'

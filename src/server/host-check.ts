@@ -4,8 +4,12 @@
 import { RequestError } from '../errors.js'
 
 export class HostCheck {
-  /** Exact Host header values accepted without any string work (the common forms). */
-  readonly #fast = new Set<string>()
+  /**
+   * Exact Host header values accepted without any string work (the common forms), compared with
+   * `===`: a Set lookup would hash the header's fresh string on every request (about 400
+   * instructions under callgrind), a compare of unequal lengths returns at once.
+   */
+  readonly #fast: string[] = []
   readonly #hosts: ReadonlySet<string>
   readonly #listText: string
 
@@ -13,15 +17,15 @@ export class HostCheck {
     this.#hosts = new Set(bindHosts.map((h) => h.toLowerCase()))
     for (const h of this.#hosts) {
       const form = h.includes(':') ? `[${h}]` : h
-      this.#fast.add(form)
-      this.#fast.add(`${form}:${port}`)
+      this.#fast.push(form, `${form}:${port}`)
     }
     this.#listText = `[${[...this.#hosts].join(' ')}]`
   }
 
   /** Throws a 403 RequestError unless `host` (the raw Host header, '' when absent) is allowed. */
   check(host: string): void {
-    if (this.#fast.has(host)) return
+    const fast = this.#fast
+    for (let i = 0; i < fast.length; i++) if (fast[i] === host) return
     const name = stripPort(host)
     if (this.#hosts.has(name.toLowerCase())) return
     throw new RequestError(

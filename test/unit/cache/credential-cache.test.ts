@@ -1,7 +1,7 @@
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import type { CredentialCacheOptions } from '../../../src/cache/credential-cache.js'
-import { CredentialCache } from '../../../src/cache/credential-cache.js'
+import { CredentialCache, cacheKey } from '../../../src/cache/credential-cache.js'
 import { AgentError, UpstreamError } from '../../../src/errors.js'
 import { createMetrics } from '../../../src/metrics/metrics.js'
 import type { TokenClaims } from '../../../src/server/token.js'
@@ -243,6 +243,56 @@ describe('CredentialCache lookup after a fetch', () => {
     expect(s.cache.lookup(token.slice(0, -1), s.clock.now())).toBeUndefined()
     expect(s.cache.lookup(` ${token}`, s.clock.now())).toBeUndefined()
     expect(s.cache.lookup(token, s.clock.now())).toBeDefined()
+  })
+
+  // The Map key is the token's length and last 7 characters (cacheKey): two tokens can share it.
+  it('two tokens sharing a key: each is served only its own credentials', async () => {
+    const s = setup()
+    const a = tok('shared-A-tail1234')
+    const b = `${a.slice(0, 30)}Q${a.slice(31)}` // same length, same tail, another token
+    secrets.add(b)
+    expect(b).not.toBe(a)
+    expect(cacheKey(b)).toBe(cacheKey(a))
+    await prime(s, a, creds('A', s.t0 + 6 * H))
+    expect(s.cache.lookup(b, s.clock.now())).toBeUndefined()
+    // b's own fetch replaces a's entry (one entry per key); a then misses, never gets b's.
+    await prime(s, b, creds('B', s.t0 + 6 * H))
+    expect(s.cache.lookup(b, s.clock.now())?.body.toString()).toContain('ASIATESTB')
+    expect(s.cache.lookup(a, s.clock.now())).toBeUndefined()
+    expect(s.fetcher.count).toBe(2)
+  })
+
+  it('a failed call for a token sharing a key leaves the cached entry alone', async () => {
+    const s = setup()
+    const a = tok('forged-A-tail123')
+    const forged = `${a.slice(0, 25)}x${a.slice(26)}`
+    secrets.add(forged)
+    expect(forged).not.toBe(a)
+    expect(cacheKey(forged)).toBe(cacheKey(a))
+    await prime(s, a, creds('A', s.t0 + 6 * H))
+    const p = s.cache.resolve(forged, s.claims())
+    s.fetcher.last().reject(upstream('AccessDeniedException', 403))
+    await expect(p).rejects.toBeInstanceOf(UpstreamError)
+    expect(s.cache.lookup(a, s.clock.now())?.body.toString()).toContain('ASIATESTA')
+    expect(s.cache.size).toBe(1)
+  })
+
+  it('cacheKey: a safe integer, apart for a different length or any of the last 7 characters', () => {
+    const t = tok('key-bits')
+    const k = cacheKey(t)
+    expect(Number.isSafeInteger(k)).toBe(true)
+    expect(Number.isSafeInteger(cacheKey('\uffff'.repeat(2000)))).toBe(true)
+    const keys = new Set([k])
+    for (let i = 1; i <= 7; i++) {
+      const at = t.length - i
+      keys.add(cacheKey(`${t.slice(0, at)}${t[at] === 'A' ? 'B' : 'A'}${t.slice(at + 1)}`))
+    }
+    keys.add(cacheKey(`A${t}`))
+    keys.add(cacheKey(t.slice(1)))
+    expect(keys.size).toBe(10)
+    expect(new Set(['', 'a', 'aa', 'b', 'ab', 'ba']).size).toBe(
+      new Set(['', 'a', 'aa', 'b', 'ab', 'ba'].map(cacheKey)).size,
+    )
   })
 })
 
