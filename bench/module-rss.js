@@ -16,7 +16,7 @@ import { MiB, fmt, median, printTable } from './lib/report.js'
 const SELF = fileURLToPath(import.meta.url)
 // require(), as the agent does (src/util/node-http.ts): an ESM import of node:http loads Node's
 // bundled undici on Node 22 and later, which would count in every step, the empty one included
-// (so do the modules this script imports: lib/procs.js takes node:http the same way).
+// (as must the modules it imports: lib/procs.js takes node:http the same way).
 const { createServer } = createRequire(import.meta.url)('node:http')
 const dist = (p) => join(ROOT, 'dist', p)
 

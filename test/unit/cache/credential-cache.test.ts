@@ -277,7 +277,7 @@ describe('CredentialCache lookup after a fetch', () => {
     expect(s.cache.size).toBe(1)
   })
 
-  it('cacheKey: a safe integer, apart for a different length or any of the last 7 characters', () => {
+  it('cacheKey: a safe integer, distinct when the length or one of the last 7 characters differs', () => {
     const t = tok('key-bits')
     const k = cacheKey(t)
     expect(Number.isSafeInteger(k)).toBe(true)
