@@ -7,17 +7,13 @@
 
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createServer } from './lib/node-http.js'
 import { ROOT } from './lib/servers.js'
 import { MiB, fmt, median, printTable } from './lib/report.js'
 
 const SELF = fileURLToPath(import.meta.url)
-// require(), as the agent does (src/util/node-http.ts): an ESM import of node:http loads Node's
-// bundled undici on Node 22 and later, which would count in every step, the empty one included
-// (as must the modules it imports: lib/procs.js takes node:http the same way).
-const { createServer } = createRequire(import.meta.url)('node:http')
 const dist = (p) => join(ROOT, 'dist', p)
 
 /** Steps, in the order the agent runs them; each is a function run in the child. */

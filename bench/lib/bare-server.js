@@ -3,12 +3,7 @@
 // Usage: node bench/lib/bare-server.js PORT BODYFILE
 
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-
-// require(), not an ESM import, as the agent does (src/util/node-http.ts): on Node 22 and later an
-// ESM import of node:http loads Node's bundled undici, 9 MiB of RSS on Node 24.11 that would
-// inflate the baseline the agent's memory is compared with.
-const { createServer } = createRequire(import.meta.url)('node:http')
+import { createServer } from './node-http.js'
 
 const [port, bodyFile] = process.argv.slice(2)
 if (!port || !bodyFile) {

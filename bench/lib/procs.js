@@ -3,12 +3,8 @@
 
 import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
-
-// require(), not an ESM import: on Node 22 and later an ESM import of node:http loads Node's
-// bundled undici (9 MiB on Node 24.11), which bench/module-rss.js would count in its empty step.
-const { request } = createRequire(import.meta.url)('node:http')
+import { request } from './node-http.js'
 
 const children = new Set()
 
