@@ -131,8 +131,12 @@ async function keepAliveClient({ port, hostHeader, token, connections = 8 }) {
  */
 function readDump(file, callee) {
   const text = readFileSync(file, 'utf8')
-  const m = /^summary:\s+(\d+)/m.exec(text)
+  const m = /^summary:\s+(\d+(?: \d+)*)/m.exec(text)
   if (!m) throw new Error(`no summary line in ${file}`)
+  // With --cache-sim=yes / --branch-sim=yes the dump has more events than Ir (its `events:` line).
+  const eventNames = (/^events:\s+(.*)$/m.exec(text)?.[1] ?? 'Ir').trim().split(/\s+/)
+  const totals = m[1].split(' ').map(Number)
+  const events = Object.fromEntries(eventNames.map((name, i) => [name, totals[i] ?? 0]))
   const names = new Map()
   let calls = 0
   let counting = false
@@ -146,7 +150,7 @@ function readDump(file, callee) {
       counting = false
     }
   }
-  return { instructions: Number(m[1]), calls }
+  return { instructions: events.Ir, events, calls }
 }
 
 /**
@@ -158,6 +162,15 @@ function readDump(file, callee) {
  * it, and this counts the processes in which the runtime function runs anyway: a target.
  */
 const SLOW_MODE_CALLEE = 'Runtime_DefineKeyedOwnPropertyInLiteral'
+
+/**
+ * More callgrind options, e.g. BENCH_CALLGRIND_ARGS='--cache-sim=yes --branch-sim=yes': the
+ * simulated L1 misses and mispredicted branches per hit are then reported too (where the CPU
+ * time ratio runs above the instruction ratio: bench/README, Results).
+ */
+const EXTRA_CALLGRIND_ARGS = (process.env.BENCH_CALLGRIND_ARGS ?? '').split(/\s+/).filter(Boolean)
+/** callgrind's simulated events worth a column: L1 instruction, read and write misses; mispredicts. */
+const SIMULATED_EVENTS = ['I1mr', 'D1mr', 'D1mw', 'Bcm', 'Bim']
 const SLOW_MODE_CALLS_PER_HIT = 1
 
 /** Index of the first segment from which `window` consecutive ones are within +-tol of their median. */
@@ -217,6 +230,7 @@ export async function instructionsPerHit({ fx, full }) {
         '--instr-atstart=no',
         `--callgrind-out-file=${out}`,
         `--log-file=${out}.log`,
+        ...EXTRA_CALLGRIND_ARGS,
       ]
       const pace = { wrap, readyTimeoutMs: 180_000, stopGraceMs: 120_000 }
       const t0 = performance.now()
@@ -258,8 +272,8 @@ export async function instructionsPerHit({ fx, full }) {
           const ms = performance.now() - t
           if (r.bad > 0) throw new Error(`${kind}: ${r.bad} answers were not 200`)
           const file = await dump()
-          const { instructions, calls } = readDump(file, SLOW_MODE_CALLEE)
-          segments.push({ instructions, hits: segmentHits, ms, slowModeCalls: calls })
+          const { instructions, events, calls } = readDump(file, SLOW_MODE_CALLEE)
+          segments.push({ instructions, events, hits: segmentHits, ms, slowModeCalls: calls })
           if (settled < 0) {
             settled = settledAt(
               segments.map((s) => s.instructions / s.hits),
@@ -283,9 +297,14 @@ export async function instructionsPerHit({ fx, full }) {
         const used = segments.slice(settled, settled + countedSegments)
         const sum = (f) => used.reduce((s, x) => s + x[f], 0)
         const perSegment = used.map((s) => s.instructions / s.hits)
+        const eventsPerHit = {}
+        for (const name of Object.keys(used[0]?.events ?? {})) {
+          eventsPerHit[name] = used.reduce((t, x) => t + x.events[name], 0) / sum('hits')
+        }
         return {
           id,
           perHit: sum('instructions') / sum('hits'),
+          eventsPerHit,
           slowMode: sum('slowModeCalls') / sum('hits') >= SLOW_MODE_CALLS_PER_HIT,
           segmentMin: Math.min(...perSegment),
           segmentMax: Math.max(...perSegment),
@@ -364,6 +383,23 @@ export async function instructionsPerHit({ fx, full }) {
         ['agent -v trace / -v info', fmt(ratios.traceVsInfo, 3), range(ratioLists.traceVsInfo)],
       ],
     )
+    const simulated = SIMULATED_EVENTS.filter((name) => name in (runs[0]?.eventsPerHit ?? {}))
+    if (simulated.length > 0) {
+      const perHitOf = (key, name) =>
+        median(runs.filter((r) => r.target === key).map((r) => r.eventsPerHit[name]))
+      printTable(
+        `Simulated cache and branch events per hit (BENCH_CALLGRIND_ARGS; medians; ` +
+          `ratio to bare in parentheses)`,
+        ['server', ...simulated],
+        kinds.map(({ key, label }) => [
+          label,
+          ...simulated.map(
+            (name) =>
+              `${fmt(perHitOf(key, name))} (${fmt(perHitOf(key, name) / perHitOf('bare', name), 2)})`,
+          ),
+        ]),
+      )
+    }
     if (runs.some((r) => r.target === 'bare' && r.slowMode)) {
       console.log('a bare server process was in the nextTick slow mode: its count is high')
     }

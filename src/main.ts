@@ -3,6 +3,7 @@
 
 import { UsageError } from './cli/usage-error.js'
 import { pinTickObjectMap } from './util/tick-object-map.js'
+import { compileWithoutMaglev } from './util/v8-memory.js'
 import { VERSION } from './version.js'
 
 const USAGE = `Usage: pod-identity-agent <command> [flags]
@@ -24,12 +25,15 @@ async function run(argv: string[]): Promise<number> {
       // First, before loading the agent's modules can bring on a full GC: the hit path's
       // process.nextTick calls stay on V8's fast path for the life of the process.
       pinTickObjectMap()
+      // And before they get hot: no Maglev compiles, whose zones would grow glibc's heap.
+      compileWithoutMaglev()
       return (await import('./cli/server-command.js')).runServerCommand(rest)
     case 'mock-eks-auth':
       return (await import('./cli/mock-eks-auth-command.js')).runMockEksAuthCommand(rest)
     case 'token':
       return (await import('./cli/token-command.js')).runTokenCommand(rest)
     case 'dev':
+      compileWithoutMaglev()
       return (await import('./cli/dev-command.js')).runDevCommand(rest)
     case 'initialize':
     case 'init':

@@ -2,6 +2,8 @@
 
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { closeSync, openSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
@@ -153,4 +155,44 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): Running {
       })
     },
   }
+}
+
+/** Resolves once check() is true; fails after 10 s, naming what. */
+export async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+let stdoutFiles = 0
+/**
+ * Run node with args, its stdout into a file in dir: V8 writes its traces and %DebugPrint with
+ * C stdio, which can lose output on a non-blocking pipe. during(): what to do while it runs
+ * (then SIGTERM).
+ */
+export async function runNodeToFile(
+  dir: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  during?: (child: ChildProcess, stdout: () => string, stderr: () => string) => Promise<void>,
+): Promise<{ code: number | null; stdout: string }> {
+  const file = join(dir, `stdout-${process.pid}-${++stdoutFiles}`)
+  const fd = openSync(file, 'w')
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', fd, 'pipe'] })
+  closeSync(fd)
+  let stderr = ''
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
+  const stdout = (): string => readFileSync(file, 'utf8')
+  if (during) {
+    try {
+      await during(child, stdout, () => stderr)
+    } finally {
+      child.kill('SIGTERM')
+    }
+  }
+  const code = await exited
+  return { code, stdout: stdout() }
 }

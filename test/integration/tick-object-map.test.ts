@@ -4,9 +4,6 @@
 // The feedback is read with %DebugPrint (--allow-natives-syntax), which lists each feedback slot
 // of process.nextTick with its state.
 
-import { spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { pinnedTickObject } from '../../src/util/tick-object-map.js'
 import { NODE_KEY_ENV, startHarness } from '../helpers/harness.js'
-import { MAIN, loopbackServerArgs } from '../helpers/spawn.js'
+import { MAIN, loopbackServerArgs, runNodeToFile, until } from '../helpers/spawn.js'
 
 const MODULE = fileURLToPath(new URL('../../dist/util/tick-object-map.js', import.meta.url))
 const V8_FLAGS = ['--expose-gc', '--allow-natives-syntax']
@@ -46,44 +43,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-/** Resolves once check() is true; fails after 10 s, naming what. */
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-let runs = 0
-/**
- * Run node with args, its stdout into a file: V8 writes %DebugPrint with C stdio, which can lose
- * output on a non-blocking pipe. during(): what to do while it runs (then SIGTERM).
- */
-async function runNode(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  during?: (child: ChildProcess, stdout: () => string, stderr: () => string) => Promise<void>,
-): Promise<{ code: number | null; stdout: string }> {
-  const file = join(dir, `stdout-${++runs}`)
-  const fd = openSync(file, 'w')
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', fd, 'pipe'] })
-  closeSync(fd)
-  let stderr = ''
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
-  const stdout = (): string => readFileSync(file, 'utf8')
-  if (during) {
-    try {
-      await during(child, stdout, () => stderr)
-    } finally {
-      child.kill('SIGTERM')
-    }
-  }
-  const code = await exited
-  return { code, stdout: stdout() }
-}
-
 function runScript(pin: boolean): Promise<{ code: number | null; stdout: string }> {
   const script = `
     async function main() {
@@ -101,7 +60,7 @@ function runScript(pin: boolean): Promise<{ code: number | null; stdout: string 
     }
     main()
   `
-  return runNode([...V8_FLAGS, '-e', script], process.env)
+  return runNodeToFile(dir, [...V8_FLAGS, '-e', script], process.env)
 }
 
 describe('pinTickObjectMap on real V8', () => {
@@ -159,7 +118,8 @@ describe('the agent pins it', () => {
       })\n`,
     )
     // The endpoint is never called: no credential request is made.
-    const done = await runNode(
+    const done = await runNodeToFile(
+      dir,
       [
         ...V8_FLAGS,
         '-r',
