@@ -16,10 +16,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # glibc's malloc: one arena, and blocks of 32 KiB or more in mappings of their own. V8 compiles hot
-# functions (Maglev, TurboFan) on worker threads, in zones it mallocs and frees; with glibc's
-# defaults that freed memory stays in per-thread arenas, spread between live blocks, for good.
-# With 2000 cached entries an idle agent held 83-89 MiB on this Node instead of 100-105 (68 instead
-# of 74 on Node 20); no system call is added on the hit path (bench/README.md, Results).
+# functions on worker threads, in zones it mallocs and frees; with glibc's defaults that freed
+# memory stays in per-thread arenas, spread between live blocks, for good. With 2000 cached entries
+# an idle agent held 83-89 MiB on this Node instead of 100-105 (68 instead of 74 on Node 20); no
+# system call is added on the hit path. The agent also turns Maglev off itself (79 MiB then;
+# src/util/v8-memory.ts). bench/README.md, Results.
 # test/integration/image-env.test.ts checks that glibc reads both; the benchmarks run the agent
 # with this stage's ENV.
 ENV NODE_ENV=production \
