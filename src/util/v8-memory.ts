@@ -202,10 +202,11 @@ export function compileWasmWithLiftoffOnly(): void {
  * V8's worker threads into zone memory taken from malloc. A burst of misses (the miss path's
  * functions getting hot) scatters those zones over glibc's heap, and the small blocks that
  * outlive them keep the heap from shrinking: on Node 24.11, an agent warmed with 2000 tokens
- * kept a 16 MiB brk heap against 8 MiB without Maglev, and its RSS once idle was 89 MiB against
- * 77 (bench/README). A hit runs TurboFan code either way (instructions per hit within 1 %); the
- * miss path runs its baseline code a little longer before TurboFan takes it. Process-wide; a no-op
- * where V8 has Maglev off.
+ * kept a 16 MiB brk heap against 6-8 MiB without Maglev, and its RSS once idle was 88 MiB against
+ * 77-79 (bench/README). A hit runs TurboFan code either way (instructions per hit within 1 %);
+ * the miss path runs its baseline code a little longer before TurboFan takes it (about 7 % on a
+ * fresh agent's first herds). Process-wide, from when it is set: call it before the agent's
+ * modules load. A no-op where V8 has Maglev off.
  */
 export function compileWithoutMaglev(): void {
   setFlagsFromString('--no-maglev')
