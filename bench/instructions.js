@@ -162,6 +162,7 @@ function readDump(file, callee) {
  * it, and this counts the processes in which the runtime function runs anyway: a target.
  */
 const SLOW_MODE_CALLEE = 'Runtime_DefineKeyedOwnPropertyInLiteral'
+const SLOW_MODE_CALLS_PER_HIT = 1
 
 /**
  * More callgrind options, e.g. BENCH_CALLGRIND_ARGS='--cache-sim=yes --branch-sim=yes': the
@@ -171,7 +172,6 @@ const SLOW_MODE_CALLEE = 'Runtime_DefineKeyedOwnPropertyInLiteral'
 const EXTRA_CALLGRIND_ARGS = (process.env.BENCH_CALLGRIND_ARGS ?? '').split(/\s+/).filter(Boolean)
 /** callgrind's simulated events worth a column: L1 instruction, read and write misses; mispredicts. */
 const SIMULATED_EVENTS = ['I1mr', 'D1mr', 'D1mw', 'Bcm', 'Bim']
-const SLOW_MODE_CALLS_PER_HIT = 1
 
 /** Index of the first segment from which `window` consecutive ones are within +-tol of their median. */
 function settledAt(perHit, window, tol) {
