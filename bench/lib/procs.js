@@ -96,16 +96,28 @@ export function memoryOf(pid) {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
 }
 
-/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
+const portsGiven = new Set()
+
+/**
+ * A free TCP port on 127.0.0.1 (listen on 0, read it, close), never one this process has handed
+ * out before: the kernel may pick a port again once it is closed, and an agent given the same
+ * port twice (listener and probes) would exit with EADDRINUSE.
+ */
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = createServer()
+      srv.once('error', reject)
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address()
+        srv.close(() => resolve(port))
+      })
     })
-  })
+    if (!portsGiven.has(port)) {
+      portsGiven.add(port)
+      return port
+    }
+  }
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,7 +1,7 @@
 // The processes a benchmark talks to: mock EKS Auth, the agent, the bare node:http baseline.
 // All on loopback, all started from the built dist/ (npm run bench builds first).
 
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -214,7 +214,9 @@ export async function startAgent(
   let readyMs
   while (performance.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`agent exited (${child.exitCode ?? child.signalCode}); see ${log}`)
+      throw new Error(
+        `agent exited (${child.exitCode ?? child.signalCode}); its log ends:\n${logTail(log)}`,
+      )
     }
     try {
       const r = await httpRequest(readyUrl, { timeoutMs: 500 })
@@ -229,7 +231,9 @@ export async function startAgent(
   }
   if (readyMs === undefined) {
     await stopChild(child)
-    throw new Error(`agent not ready within ${readyTimeoutMs / 1000} s; see ${log}`)
+    throw new Error(
+      `agent not ready within ${readyTimeoutMs / 1000} s; its log ends:\n${logTail(log)}`,
+    )
   }
   return {
     child,
@@ -245,6 +249,21 @@ export async function startAgent(
     metrics: async () => (await httpRequest(`http://127.0.0.1:${metricsPort}/metrics`)).body,
     stop: () => stopChild(child, stopGraceMs),
   }
+}
+
+/**
+ * The last lines of an agent's log, for an error message: the scratch directory holding the log
+ * is gone once the benchmark exits. V8 trace lines (--trace-gc-nvp) are left out.
+ */
+function logTail(log, lines = 15) {
+  const text = readFileSync(log, 'utf8')
+  const kept = text
+    .split('\n')
+    .filter((l) => l !== '' && !/gc=|"gc":|Memory pool|zone reservations/.test(l))
+  return kept
+    .slice(-lines)
+    .map((l) => `  ${l.slice(0, 400)}`)
+    .join('\n')
 }
 
 /** GET /v1/credentials with a token; resolves { status, body }. */
