@@ -1,7 +1,7 @@
 // GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
 // compare for the route, one pass over rawHeaders (no headers object is built), string compares
 // for the Host, a Map lookup by a number made of the token's tail (no string is hashed), and a
-// write of pre-serialised bytes. Everything else (JWT parsing, upstream calls, logging) happens
+// write of pre-serialised bytes; once a second, the exchange is also kept (exchange-anchor.ts). Everything else (JWT parsing, upstream calls, logging) happens
 // only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -12,6 +12,7 @@ import type { AgentMetrics } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { isoTime, rawLineWriter } from '../util/logger.js'
+import { ExchangeAnchor } from './exchange-anchor.js'
 import type { HostCheck } from './host-check.js'
 import { sendError } from './respond.js'
 import { checkTokenTimes, parseToken } from './token.js'
@@ -28,6 +29,8 @@ export interface CredentialHandlerOptions {
   logger: Logger
   /** Random value the readiness self-check sends in SELF_CHECK_HEADER. */
   selfCheckNonce: string
+  /** Holds a recent exchange so idle GCs keep the hit path optimised. Default: a new one. */
+  anchor?: ExchangeAnchor
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
@@ -51,6 +54,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   const trace = logger.isLevelEnabled('trace')
   const debug = logger.isLevelEnabled('debug')
   const writeLine = rawLineWriter(logger)
+  const anchor = o.anchor ?? new ExchangeAnchor()
 
   /** One trace line per answer, same layout as pino's, from a tail pre-built once per entry. */
   function traceServed(entry: CacheEntry, nowMs: number, kind: 'hit' | 'miss'): void {
@@ -161,6 +165,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       return
     }
     const now = clock.now()
+    anchor.offer(req, res, now)
     const entry = cache.lookup(token, now)
     if (entry !== undefined) {
       ok(res, entry, head)
