@@ -161,6 +161,25 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   return h
 }
 
+/**
+ * A started mock EKS Auth for an agent run as its own process: the default associations, tokens
+ * from a fresh issuer, and the node key of NODE_KEY_ENV.
+ */
+export async function startProcessMock(
+  clusterName: string,
+): Promise<{ mock: MockEksAuth; issuer: TokenIssuer; url: string }> {
+  const issuer = await TokenIssuer.generate()
+  const mock = new MockEksAuth({
+    clusterName,
+    associations: DEFAULT_ASSOCIATIONS,
+    jwks: issuer.publicJwks(),
+    nodeCredentials: [
+      { accessKeyId: NODE_KEY.accessKeyId, secretAccessKey: NODE_KEY.secretAccessKey },
+    ],
+  })
+  return { mock, issuer, url: await mock.start() }
+}
+
 /** A plain GET with chosen headers (for hostile requests no SDK would send). */
 export async function rawGet(
   url: string,

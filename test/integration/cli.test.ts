@@ -3,10 +3,10 @@
 import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fromHttp } from '@aws-sdk/credential-provider-http'
-import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
-import { TokenIssuer } from '../../src/mock/token-issuer.js'
+import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
+import type { TokenIssuer } from '../../src/mock/token-issuer.js'
 import { SERVER_FLAGS, envName } from '../../src/cli/server-flags.js'
-import { DEFAULT_ASSOCIATIONS, NODE_KEY, NODE_KEY_ENV, rawGet } from '../helpers/harness.js'
+import { NODE_KEY, NODE_KEY_ENV, rawGet, startProcessMock } from '../helpers/harness.js'
 import { loopbackServerArgs, runCli, startCli } from '../helpers/spawn.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -133,16 +133,7 @@ describe('server process', () => {
   let mockUrl: string
   let dir: string
   beforeAll(async () => {
-    issuer = await TokenIssuer.generate()
-    mock = new MockEksAuth({
-      clusterName: 'proc-cluster',
-      associations: DEFAULT_ASSOCIATIONS,
-      jwks: issuer.publicJwks(),
-      nodeCredentials: [
-        { accessKeyId: NODE_KEY.accessKeyId, secretAccessKey: NODE_KEY.secretAccessKey },
-      ],
-    })
-    mockUrl = await mock.start()
+    ;({ mock, issuer, url: mockUrl } = await startProcessMock('proc-cluster'))
     dir = await mkdtemp(join(tmpdir(), 'pia-cli-'))
   })
   afterAll(async () => {

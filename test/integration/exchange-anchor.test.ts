@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
-import { TokenIssuer } from '../../src/mock/token-issuer.js'
+import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
+import type { TokenIssuer } from '../../src/mock/token-issuer.js'
 import { ExchangeAnchor } from '../../src/server/exchange-anchor.js'
-import { DEFAULT_ASSOCIATIONS, NODE_KEY, NODE_KEY_ENV } from '../helpers/harness.js'
+import { NODE_KEY_ENV, startProcessMock } from '../helpers/harness.js'
 import { MAIN, loopbackServerArgs, runNodeToFile, until } from '../helpers/spawn.js'
 
 /** Where the preload's GCs start in the trace (printed through V8, in order with its traces). */
@@ -71,16 +71,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pia-anchor-'))
   preload = join(dir, 'gc-on-signal.cjs')
   await writeFile(preload, GC_ON_SIGNAL)
-  issuer = await TokenIssuer.generate()
-  mock = new MockEksAuth({
-    clusterName: 'anchor-cluster',
-    associations: DEFAULT_ASSOCIATIONS,
-    jwks: issuer.publicJwks(),
-    nodeCredentials: [
-      { accessKeyId: NODE_KEY.accessKeyId, secretAccessKey: NODE_KEY.secretAccessKey },
-    ],
-  })
-  mockUrl = await mock.start()
+  ;({ mock, issuer, url: mockUrl } = await startProcessMock('anchor-cluster'))
 })
 afterAll(async () => {
   await mock.stop()
