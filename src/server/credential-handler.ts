@@ -1,8 +1,8 @@
 // GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
 // compare for the route, one pass over rawHeaders (no headers object is built), string compares
 // for the Host, a Map lookup by a number made of the token's tail (no string is hashed), and a
-// write of pre-serialised bytes; once a second, the exchange is also kept (exchange-anchor.ts). Everything else (JWT parsing, upstream calls, logging) happens
-// only on a miss or an error.
+// write of pre-serialised bytes; once a second, the exchange is also kept (exchange-anchor.ts).
+// Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
@@ -29,8 +29,6 @@ export interface CredentialHandlerOptions {
   logger: Logger
   /** Random value the readiness self-check sends in SELF_CHECK_HEADER. */
   selfCheckNonce: string
-  /** Holds a recent exchange so idle GCs keep the hit path optimised. Default: a new one. */
-  anchor?: ExchangeAnchor
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
@@ -54,7 +52,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   const trace = logger.isLevelEnabled('trace')
   const debug = logger.isLevelEnabled('debug')
   const writeLine = rawLineWriter(logger)
-  const anchor = o.anchor ?? new ExchangeAnchor()
+  const anchor = new ExchangeAnchor()
 
   /** One trace line per answer, same layout as pino's, from a tail pre-built once per entry. */
   function traceServed(entry: CacheEntry, nowMs: number, kind: 'hit' | 'miss'): void {
