@@ -157,6 +157,17 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): Running {
   }
 }
 
+/**
+ * The credentials URL of an agent run with loopbackServerArgs, from its "started" log line in
+ * stdout; undefined until that line is there.
+ */
+export function startedCredentialsUrl(stdout: string): string | undefined {
+  const line = stdout.split('\n').find((l) => l.includes('"event":"started"'))
+  if (line === undefined) return undefined
+  const { listeners } = JSON.parse(line) as { listeners: string[] }
+  return `http://${listeners[0]}/v1/credentials`
+}
+
 /** Resolves once check() is true; fails after 10 s, naming what. */
 export async function until(check: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 10_000

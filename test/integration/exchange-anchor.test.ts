@@ -15,7 +15,13 @@ import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import type { TokenIssuer } from '../../src/mock/token-issuer.js'
 import { ExchangeAnchor } from '../../src/server/exchange-anchor.js'
 import { NODE_KEY_ENV, startProcessMock } from '../helpers/harness.js'
-import { MAIN, loopbackServerArgs, runNodeToFile, until } from '../helpers/spawn.js'
+import {
+  MAIN,
+  loopbackServerArgs,
+  runNodeToFile,
+  startedCredentialsUrl,
+  until,
+} from '../helpers/spawn.js'
 
 /** Where the preload's GCs start in the trace (printed through V8, in order with its traces). */
 const GC_MARK = 'ANCHOR-IDLE-GCS'
@@ -141,12 +147,7 @@ describe('full GCs at idle, after a burst', () => {
     const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app' })
     const trace = await burstThenIdleGcs(
       [MAIN, ...loopbackServerArgs('anchor-cluster', mockUrl)],
-      (out) => {
-        const line = out.split('\n').find((l) => l.includes('"event":"started"'))
-        if (line === undefined) return undefined
-        const { listeners } = JSON.parse(line) as { listeners: string[] }
-        return `http://${listeners[0]}/v1/credentials`
-      },
+      startedCredentialsUrl,
       { authorization: token },
     )
     expect(trace).toContain(GC_MARK)

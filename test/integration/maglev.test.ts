@@ -14,6 +14,7 @@ import {
   loopbackServerArgs,
   runModuleScript,
   runNodeToFile,
+  startedCredentialsUrl,
   until,
 } from '../helpers/spawn.js'
 
@@ -64,13 +65,8 @@ describe('the server', () => {
       ['--trace-opt', MAIN, ...loopbackServerArgs('maglev-cluster', 'http://127.0.0.1:9')],
       { PATH: process.env.PATH, HOME: process.env.HOME, ...NODE_KEY_ENV },
       async (_child, stdout) => {
-        await until(() => stdout().includes('"event":"started"'), 'the agent to start')
-        const started = JSON.parse(
-          stdout()
-            .split('\n')
-            .find((l) => l.includes('"event":"started"'))!,
-        ) as { listeners: string[] }
-        const url = `http://${started.listeners[0]}/v1/credentials`
+        await until(() => startedCredentialsUrl(stdout()) !== undefined, 'the agent to start')
+        const url = startedCredentialsUrl(stdout())!
         // Requests without a token (400 MissingToken: the upstream is never called), enough
         // for the handler and Node's HTTP code to get hot: Node 24 compiles some of them with
         // Maglev within the first few hundred.
