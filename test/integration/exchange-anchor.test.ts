@@ -6,14 +6,12 @@
 // path stays optimised through the same GCs.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import type { TokenIssuer } from '../../src/mock/token-issuer.js'
-import { ExchangeAnchor } from '../../src/server/exchange-anchor.js'
 import { NODE_KEY_ENV, startProcessMock } from '../helpers/harness.js'
 import {
   MAIN,
@@ -170,21 +168,4 @@ describe('full GCs at idle, after a burst', () => {
       expect(lost, lost.join(' ')).not.toContain(f)
     }
   }, 60_000)
-})
-
-describe('ExchangeAnchor', () => {
-  const pair = (n: number) =>
-    [{ n } as unknown as IncomingMessage, { n } as unknown as ServerResponse] as const
-
-  it('holds the first exchange, keeps it for everyMs, then takes the next one offered', () => {
-    const anchor = new ExchangeAnchor(1000)
-    expect(anchor.held()).toBeUndefined()
-    const [a, b, c] = [pair(1), pair(2), pair(3)]
-    anchor.offer(...a, 5_000)
-    expect(anchor.held()).toEqual({ req: a[0], res: a[1] })
-    anchor.offer(...b, 5_999)
-    expect(anchor.held()!.req).toBe(a[0])
-    anchor.offer(...c, 6_000)
-    expect(anchor.held()).toEqual({ req: c[0], res: c[1] })
-  })
 })
