@@ -43,6 +43,20 @@ function optimisedCount(trace: string): number {
 }
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0])
+
+/**
+ * Node's HTTP server code that the control loses in every run on Node 24.11, 24.21 and 26.10
+ * (other names vary by version: IncomingMessage's constructor is inlined from 24.21 on).
+ */
+const NODE_HTTP_PATH = [
+  'parserOnIncoming',
+  'onParserExecute',
+  'ServerResponse',
+  'OutgoingMessage',
+  'writeHead',
+  '_storeHeader',
+  'setStreamTimeout',
+]
 const V8_FLAGS = ['--expose-gc', '--allow-natives-syntax', '--trace-opt', '--trace-deopt']
 // Loaded with -r: on SIGUSR2, the mark, then three full GCs that reduce memory (what V8's memory
 // reducer runs at idle; a plain gc() keeps recently used hidden classes), then a marker on
@@ -137,7 +151,8 @@ describe('full GCs at idle, after a burst', () => {
     const lost = lostInIdleGcs(trace)
     if (NODE_MAJOR >= 22) {
       expect(lost.length, lost.join(' ')).toBeGreaterThanOrEqual(15)
-      expect(lost).toEqual(expect.arrayContaining(['ServerResponse', 'IncomingMessage']))
+      const http = NODE_HTTP_PATH.filter((f) => lost.includes(f))
+      expect(http.length, lost.join(' ')).toBeGreaterThanOrEqual(5)
     }
   }, 60_000)
 
@@ -151,11 +166,12 @@ describe('full GCs at idle, after a burst', () => {
     expect(trace).toContain(GC_MARK)
     expect(optimisedCount(trace), trace.slice(-3000)).toBeGreaterThanOrEqual(40)
     // Without the anchor (Node 24.11, 4 runs): 28 to 30 functions, Node's stream, event and
-    // header code and the handler among them. With it, 4: code for objects no exchange holds
-    // (socket write requests, iterators) and what inlines it (the handler, at times).
+    // header code and the handler among them. With it, 1 to 4: code for objects no exchange
+    // holds (socket write requests, iterators) and what inlines it (the handler, at times).
     const lost = lostInIdleGcs(trace)
     expect(lost.length, lost.join(' ')).toBeLessThanOrEqual(10)
     for (const f of [
+      ...NODE_HTTP_PATH,
       'processHeader',
       'storeHeader',
       'updateOutgoingData',
