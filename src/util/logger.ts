@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto'
 import { pino } from 'pino'
 import type { DestinationStream, Logger } from 'pino'
 import type { LogLevel } from '../config/server-config.js'
+import { batchedDestination } from './log-destination.js'
 
 export type { Logger }
 
@@ -37,7 +38,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT_PATHS, censor: '[Redacted]' },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? batchedDestination(),
   )
 }
 

@@ -1,0 +1,92 @@
+// The agent's log output as a real process writes it (src/util/log-destination.ts): at -v trace
+// under many concurrent connections every answer's line reaches stdout and none is dropped, and
+// lines still pending at process.exit() are written.
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Agent, request } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
+import type { TokenIssuer } from '../../src/mock/token-issuer.js'
+import { NODE_KEY_ENV, startProcessMock } from '../helpers/harness.js'
+import {
+  MAIN,
+  loopbackServerArgs,
+  runModuleScript,
+  runNodeToFile,
+  startedCredentialsUrl,
+  until,
+} from '../helpers/spawn.js'
+
+let dir: string
+let issuer: TokenIssuer
+let mock: MockEksAuth
+let mockUrl: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pia-logout-'))
+  ;({ mock, issuer, url: mockUrl } = await startProcessMock('log-cluster'))
+})
+afterAll(async () => {
+  await mock.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const servedLines = (stdout: string): number =>
+  stdout.split('\n').filter((l) => l.includes('"event":"served"')).length
+
+describe('log output', () => {
+  it('-v trace, 128 connections: one line per answer, none dropped', async () => {
+    const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app' })
+    const connections = 128
+    const perConnection = 100
+    let answered = 0
+    const { stdout } = await runNodeToFile(
+      dir,
+      [MAIN, ...loopbackServerArgs('log-cluster', mockUrl), '-v', 'trace'],
+      { PATH: process.env.PATH, HOME: process.env.HOME, ...NODE_KEY_ENV },
+      async (_child, out) => {
+        await until(() => startedCredentialsUrl(out()) !== undefined, 'the agent to start')
+        const url = startedCredentialsUrl(out())!
+        const dispatcher = new Agent({ connections })
+        try {
+          const client = async (): Promise<void> => {
+            for (let i = 0; i < perConnection; i++) {
+              const res = await request(url, { dispatcher, headers: { authorization: token } })
+              await res.body.arrayBuffer()
+              expect(res.statusCode).toBe(200)
+              answered++
+            }
+          }
+          await Promise.all(Array.from({ length: connections }, client))
+        } finally {
+          await dispatcher.close()
+        }
+        await until(() => servedLines(out()) >= answered, 'every served line')
+      },
+    )
+    expect(answered).toBe(connections * perConnection)
+    expect(servedLines(stdout)).toBe(answered)
+    expect(stdout).not.toContain('log_lines_dropped')
+    const served = stdout.split('\n').filter((l) => l.includes('"event":"served"'))
+    // The first request of each connection went out together and joined one upstream call.
+    const misses = served.filter((l) => l.includes('"cache":"miss"')).length
+    expect(misses).toBeGreaterThanOrEqual(1)
+    expect(misses).toBeLessThanOrEqual(connections)
+    for (const l of served) expect(l).not.toContain(token)
+  }, 60_000)
+
+  it('lines still pending at process.exit() are written', async () => {
+    const mod = new URL('../../dist/util/log-destination.js', import.meta.url).href
+    const stdout = await runModuleScript(
+      `import { batchedDestination } from ${JSON.stringify(mod)}
+       const dest = batchedDestination()
+       await new Promise((r) => setTimeout(r, 50))
+       for (let i = 0; i < 1000; i++) dest.write('{"i":' + i + '}\\n')
+       process.exit(0)`,
+    )
+    const lines = stdout.split('\n').filter((l) => l !== '')
+    expect(lines).toHaveLength(1000)
+    expect(lines[999]).toBe('{"i":999}')
+  })
+})

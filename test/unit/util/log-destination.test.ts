@@ -1,0 +1,125 @@
+import { EventEmitter } from 'node:events'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { TurnBatchingDestination, batchedDestination } from '../../../src/util/log-destination.js'
+import type { LogSink } from '../../../src/util/log-destination.js'
+import { createLogger } from '../../../src/util/logger.js'
+
+/** A sink that records each write it gets. */
+class RecordingSink extends EventEmitter implements LogSink {
+  writes: string[] = []
+  syncFlushes = 0
+  write(data: string): boolean {
+    this.writes.push(data)
+    return true
+  }
+  flush(cb?: (err?: Error) => void): void {
+    cb?.()
+  }
+  flushSync(): void {
+    this.syncFlushes++
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r))
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe('TurnBatchingDestination', () => {
+  it('hands the sink one string per event-loop turn, lines in order', async () => {
+    const sink = new RecordingSink()
+    const dest = new TurnBatchingDestination(sink)
+    for (let i = 0; i < 500; i++) dest.write(`line ${i}\n`)
+    expect(sink.writes).toEqual([]) // nothing until the turn ends
+    await nextTurn()
+    expect(sink.writes).toHaveLength(1)
+    expect(sink.writes[0]!.split('\n').slice(0, 3)).toEqual(['line 0', 'line 1', 'line 2'])
+    expect(sink.writes[0]!.split('\n')).toHaveLength(501)
+    dest.write('later\n')
+    await nextTurn()
+    expect(sink.writes).toEqual([sink.writes[0], 'later\n'])
+    await nextTurn()
+    expect(sink.writes).toHaveLength(2) // no empty writes
+  })
+
+  it('flushSync and flush hand over pending lines at once', () => {
+    const sink = new RecordingSink()
+    const dest = new TurnBatchingDestination(sink)
+    dest.write('a\n')
+    dest.flushSync()
+    expect(sink.writes).toEqual(['a\n'])
+    expect(sink.syncFlushes).toBe(1)
+    dest.write('b\n')
+    let flushed = false
+    dest.flush(() => (flushed = true))
+    expect(sink.writes).toEqual(['a\n', 'b\n'])
+    expect(flushed).toBe(true)
+  })
+
+  it('pino log lines go through it unchanged', async () => {
+    const sink = new RecordingSink()
+    const logger = createLogger('info', new TurnBatchingDestination(sink))
+    logger.info({ event: 'one' }, 'first')
+    logger.warn({ event: 'two' }, 'second')
+    logger.debug('not at info')
+    await nextTurn()
+    expect(sink.writes).toHaveLength(1)
+    const lines = sink.writes[0]!.trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as object)
+    expect(lines).toMatchObject([
+      { level: 'info', event: 'one', msg: 'first' },
+      { level: 'warn', event: 'two', msg: 'second' },
+    ])
+  })
+})
+
+describe('batchedDestination, to a real file', () => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pia-logdest-'))
+  })
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const readLines = async (file: string): Promise<string[]> =>
+    (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '')
+
+  it('writes every line, in order', async () => {
+    const file = join(dir, 'all.log')
+    const dest = batchedDestination({ dest: file })
+    const n = 20_000
+    for (let turn = 0; turn < 20; turn++) {
+      for (let i = 0; i < n / 20; i++) dest.write(`{"n":${turn * (n / 20) + i}}\n`)
+      await nextTurn()
+    }
+    await new Promise<void>((resolve, reject) =>
+      dest.flush((err) => (err ? reject(err) : resolve())),
+    )
+    await sleep(50)
+    const lines = await readLines(file)
+    expect(lines).toHaveLength(n)
+    expect(lines.map((l) => (JSON.parse(l) as { n: number }).n)).toEqual(
+      Array.from({ length: n }, (_, i) => i),
+    )
+  })
+
+  it('drops what is past the backlog limit and reports how many lines, then goes on', async () => {
+    const file = join(dir, 'drops.log')
+    const dest = batchedDestination({ dest: file, maxBacklogBytes: 4096, reportAfterMs: 20 })
+    await sleep(20) // the file is open
+    const line = `{"pad":"${'x'.repeat(990)}"}\n` // 1,001 bytes
+    for (let i = 0; i < 10; i++) dest.write(line) // one turn: 10 KB, over the limit
+    await nextTurn()
+    await sleep(100) // the report
+    dest.write('{"after":true}\n')
+    await nextTurn()
+    dest.flushSync()
+    const lines = (await readLines(file)).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatchObject({ level: 'warn', event: 'log_lines_dropped', lines: 10 })
+    expect(lines[1]).toEqual({ after: true })
+  })
+})
