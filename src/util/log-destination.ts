@@ -42,6 +42,9 @@ export class TurnBatchingDestination implements DestinationStream {
   private pending = ''
   private scheduled = false
   private droppedLines = 0
+  /** Set while the report line is being handed to the sink, and whether the sink dropped it. */
+  private reporting = false
+  private reportLost = false
   private reportTimer: NodeJS.Timeout | undefined
   private readonly flushPending = (): void => {
     this.scheduled = false
@@ -93,23 +96,42 @@ export class TurnBatchingDestination implements DestinationStream {
   }
 
   private countDropped(data: string): void {
+    if (this.reporting) {
+      this.reportLost = true
+      return
+    }
     let n = 0
     for (let i = data.indexOf('\n'); i !== -1; i = data.indexOf('\n', i + 1)) n++
     this.droppedLines += n
+    this.armReport()
+  }
+
+  private armReport(): void {
     if (this.reportTimer === undefined) {
       this.reportTimer = setTimeout(() => this.reportDropped(), this.reportAfterMs)
       this.reportTimer.unref()
     }
   }
 
-  /** One warning line with the count; if it is dropped too, it is counted and reported later. */
+  /**
+   * One warning line with the count, after the lines logged before it. If the sink drops it too
+   * (output still stalled), the count is kept and the report tried again later.
+   */
   private reportDropped(): void {
     this.reportTimer = undefined
+    this.flushPending()
     const n = this.droppedLines
-    this.droppedLines = 0
-    this.write(
-      `{"level":"warn","time":"${new Date().toISOString()}","event":"log_lines_dropped","lines":${n},"msg":"log output fell too far behind; lines dropped"}\n`,
-    )
+    this.reportLost = false
+    this.reporting = true
+    try {
+      this.sink.write(
+        `{"level":"warn","time":"${new Date().toISOString()}","event":"log_lines_dropped","lines":${n},"msg":"log output fell too far behind; lines dropped"}\n`,
+      )
+    } finally {
+      this.reporting = false
+    }
+    if (this.reportLost) this.armReport()
+    else this.droppedLines -= n
   }
 }
 

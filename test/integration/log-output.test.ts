@@ -2,7 +2,8 @@
 // under many concurrent connections every answer's line reaches stdout and none is dropped, and
 // lines still pending at process.exit() are written.
 
-import { mkdtemp, rm } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
@@ -75,6 +76,70 @@ describe('log output', () => {
     expect(misses).toBeLessThanOrEqual(connections)
     for (const l of served) expect(l).not.toContain(token)
   }, 60_000)
+
+  it('stdout stalled: lines past the 16 MiB backlog are dropped and counted, the agent serves on', async () => {
+    const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app' })
+    const child = spawn(
+      process.execPath,
+      [MAIN, ...loopbackServerArgs('log-cluster', mockUrl), '-v', 'trace'],
+      {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...NODE_KEY_ENV },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    let out = ''
+    const read = (c: Buffer): void => void (out += c.toString())
+    child.stdout.on('data', read)
+    const connections = 128
+    const perConnection = 850 // 108,800 lines of 184 bytes: 20 MB, over the 16 MiB
+    let answered = 0
+    let peakRssKb = 0
+    try {
+      await until(() => startedCredentialsUrl(out) !== undefined, 'the agent to start')
+      const url = startedCredentialsUrl(out)!
+      // Stop reading: the pipe fills, then the agent's log backlog.
+      child.stdout.off('data', read)
+      child.stdout.pause()
+      const dispatcher = new Agent({ connections })
+      try {
+        const client = async (): Promise<void> => {
+          for (let i = 0; i < perConnection; i++) {
+            const res = await request(url, { dispatcher, headers: { authorization: token } })
+            await res.body.arrayBuffer()
+            expect(res.statusCode).toBe(200)
+            answered++
+            if (answered % 8000 === 0) {
+              const status = await readFile(`/proc/${child.pid}/status`, 'utf8')
+              peakRssKb = Math.max(peakRssKb, Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]))
+            }
+          }
+        }
+        await Promise.all(Array.from({ length: connections }, client))
+      } finally {
+        await dispatcher.close()
+      }
+      child.stdout.on('data', read)
+      child.stdout.resume()
+      await until(() => out.includes('log_lines_dropped'), 'the drop report')
+    } finally {
+      child.kill('SIGTERM')
+      await new Promise((r) => child.on('close', r))
+    }
+    expect(answered).toBe(connections * perConnection)
+    const lines = out.split('\n').filter((l) => l !== '')
+    const reports = lines
+      .filter((l) => l.includes('"event":"log_lines_dropped"'))
+      .map((l) => JSON.parse(l) as { level: string; lines: number })
+    expect(reports.length).toBeGreaterThanOrEqual(1)
+    for (const r of reports) expect(r.level).toBe('warn')
+    const dropped = reports.reduce((sum, r) => sum + r.lines, 0)
+    // Every answer is either in the output or counted as dropped.
+    expect(servedLines(out) + dropped).toBe(answered)
+    expect(dropped).toBeGreaterThan(0)
+    // The backlog is bounded: 16 MiB of lines, not all 24 MB of them.
+    expect(peakRssKb).toBeGreaterThan(0)
+    expect(peakRssKb / 1024, 'agent RSS, MiB').toBeLessThan(200)
+  }, 90_000)
 
   it('lines still pending at process.exit() are written', async () => {
     const mod = new URL('../../dist/util/log-destination.js', import.meta.url).href

@@ -7,11 +7,16 @@ import { TurnBatchingDestination, batchedDestination } from '../../../src/util/l
 import type { LogSink } from '../../../src/util/log-destination.js'
 import { createLogger } from '../../../src/util/logger.js'
 
-/** A sink that records each write it gets. */
+/** A sink that records each write it gets, or, while stalled, drops it as SonicBoom does. */
 class RecordingSink extends EventEmitter implements LogSink {
   writes: string[] = []
   syncFlushes = 0
+  stalled = false
   write(data: string): boolean {
+    if (this.stalled) {
+      this.emit('drop', data)
+      return false
+    }
     this.writes.push(data)
     return true
   }
@@ -55,6 +60,27 @@ describe('TurnBatchingDestination', () => {
     dest.flush(() => (flushed = true))
     expect(sink.writes).toEqual(['a\n', 'b\n'])
     expect(flushed).toBe(true)
+  })
+
+  it('a report the sink drops keeps its count for the next one', async () => {
+    const sink = new RecordingSink()
+    const dest = new TurnBatchingDestination(sink, { reportAfterMs: 10 })
+    sink.stalled = true
+    for (let i = 0; i < 3; i++) dest.write(`{"i":${i}}\n`)
+    await nextTurn()
+    await sleep(40) // a report or more, dropped
+    dest.write('{"i":3}\n')
+    await nextTurn()
+    sink.stalled = false
+    await sleep(40)
+    const lines = sink.writes.map((w) => JSON.parse(w) as Record<string, unknown>)
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatchObject({ level: 'warn', event: 'log_lines_dropped', lines: 4 })
+    dest.write('{"i":4}\n')
+    await nextTurn()
+    await sleep(40)
+    expect(sink.writes).toHaveLength(2) // nothing more to report
+    expect(sink.writes[1]).toBe('{"i":4}\n')
   })
 
   it('pino log lines go through it unchanged', async () => {
