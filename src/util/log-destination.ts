@@ -50,7 +50,13 @@ export class TurnBatchingDestination implements DestinationStream {
     this.scheduled = false
     const chunk = this.pending
     this.pending = ''
-    if (chunk !== '') this.sink.write(chunk)
+    if (chunk === '') return
+    try {
+      this.sink.write(chunk)
+    } catch {
+      // SonicBoom throws once it is closed (pino ends it when the process is about to exit):
+      // there is nowhere left to write, and a log line must never crash the agent.
+    }
   }
 
   constructor(sink: LogSink, { reportAfterMs = DROP_REPORT_MS }: { reportAfterMs?: number } = {}) {

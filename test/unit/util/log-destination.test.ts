@@ -83,6 +83,17 @@ describe('TurnBatchingDestination', () => {
     expect(sink.writes[1]).toBe('{"i":4}\n')
   })
 
+  it('a closed sink does not turn a log line into an uncaught exception', async () => {
+    const sink = new RecordingSink()
+    sink.write = () => {
+      throw new Error('SonicBoom destroyed')
+    }
+    const dest = new TurnBatchingDestination(sink)
+    dest.write('late\n')
+    await nextTurn() // an exception from setImmediate would fail the test run
+    expect(() => dest.flushSync()).not.toThrow()
+  })
+
   it('pino log lines go through it unchanged', async () => {
     const sink = new RecordingSink()
     const logger = createLogger('info', new TurnBatchingDestination(sink))
