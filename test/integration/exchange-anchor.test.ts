@@ -8,10 +8,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import type { TokenIssuer } from '../../src/mock/token-issuer.js'
+import { keepAliveBurst } from '../helpers/burst.js'
 import { NODE_KEY_ENV, startProcessMock } from '../helpers/harness.js'
 import {
   MAIN,
@@ -113,20 +113,7 @@ async function burstThenIdleGcs(
     async (child, stdout, stderr) => {
       await until(() => urlFrom(stdout()) !== undefined, 'the server to listen')
       const url = urlFrom(stdout())!
-      const dispatcher = new Agent({ connections: 8 })
-      try {
-        const client = async (): Promise<void> => {
-          for (let i = 0; i < 750; i++) {
-            const res = await request(url, { dispatcher, headers })
-            await res.body.arrayBuffer()
-            expect(res.statusCode).toBe(200)
-            served++
-          }
-        }
-        await Promise.all(Array.from({ length: 8 }, client))
-      } finally {
-        await dispatcher.close()
-      }
+      served = await keepAliveBurst(url, { connections: 8, perConnection: 750, headers })
       await new Promise((r) => setTimeout(r, 300)) // the server sees the connections close
       child.kill('SIGUSR2')
       await until(() => stderr().includes('GCS-DONE'), 'the GCs')

@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import type { TokenIssuer } from '../../src/mock/token-issuer.js'
+import { keepAliveBurst } from '../helpers/burst.js'
 import { NODE_KEY_ENV, startProcessMock } from '../helpers/harness.js'
 import {
   MAIN,
@@ -49,20 +49,11 @@ describe('log output', () => {
       async (_child, out) => {
         await until(() => startedCredentialsUrl(out()) !== undefined, 'the agent to start')
         const url = startedCredentialsUrl(out())!
-        const dispatcher = new Agent({ connections })
-        try {
-          const client = async (): Promise<void> => {
-            for (let i = 0; i < perConnection; i++) {
-              const res = await request(url, { dispatcher, headers: { authorization: token } })
-              await res.body.arrayBuffer()
-              expect(res.statusCode).toBe(200)
-              answered++
-            }
-          }
-          await Promise.all(Array.from({ length: connections }, client))
-        } finally {
-          await dispatcher.close()
-        }
+        answered = await keepAliveBurst(url, {
+          connections,
+          perConnection,
+          headers: { authorization: token },
+        })
         await until(() => servedLines(out()) >= answered, 'every served line')
       },
     )
@@ -100,24 +91,16 @@ describe('log output', () => {
       // Stop reading: the pipe fills, then the agent's log backlog.
       child.stdout.off('data', read)
       child.stdout.pause()
-      const dispatcher = new Agent({ connections })
-      try {
-        const client = async (): Promise<void> => {
-          for (let i = 0; i < perConnection; i++) {
-            const res = await request(url, { dispatcher, headers: { authorization: token } })
-            await res.body.arrayBuffer()
-            expect(res.statusCode).toBe(200)
-            answered++
-            if (answered % 8000 === 0) {
-              const status = await readFile(`/proc/${child.pid}/status`, 'utf8')
-              peakRssKb = Math.max(peakRssKb, Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]))
-            }
-          }
-        }
-        await Promise.all(Array.from({ length: connections }, client))
-      } finally {
-        await dispatcher.close()
-      }
+      answered = await keepAliveBurst(url, {
+        connections,
+        perConnection,
+        headers: { authorization: token },
+        onAnswer: async (n) => {
+          if (n % 8000 !== 0) return
+          const status = await readFile(`/proc/${child.pid}/status`, 'utf8')
+          peakRssKb = Math.max(peakRssKb, Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]))
+        },
+      })
       child.stdout.on('data', read)
       child.stdout.resume()
       await until(() => out.includes('log_lines_dropped'), 'the drop report')
