@@ -28,6 +28,7 @@ export interface LogSink {
 /** How long after a first drop the warning with the count is written (ms). */
 const DROP_REPORT_MS = 1000
 
+/** Every destination made (one per logger: one in the agent), for the exit hook. */
 const live = new Set<TurnBatchingDestination>()
 let exitHooked = false
 
@@ -127,12 +128,15 @@ export class TurnBatchingDestination implements DestinationStream {
     this.reportTimer = undefined
     this.flushPending()
     const n = this.droppedLines
+    if (n === 0) return // reported already (a timer armed by the flush above)
     this.reportLost = false
     this.reporting = true
     try {
       this.sink.write(
         `{"level":"warn","time":"${new Date().toISOString()}","event":"log_lines_dropped","lines":${n},"msg":"log output fell too far behind; lines dropped"}\n`,
       )
+    } catch {
+      return // the sink is closed: nowhere to report to
     } finally {
       this.reporting = false
     }

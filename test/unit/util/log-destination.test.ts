@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { TurnBatchingDestination, batchedDestination } from '../../../src/util/log-destination.js'
 import type { LogSink } from '../../../src/util/log-destination.js'
 import { createLogger } from '../../../src/util/logger.js'
@@ -12,8 +12,10 @@ class RecordingSink extends EventEmitter implements LogSink {
   writes: string[] = []
   syncFlushes = 0
   stalled = false
+  /** Drop writes longer than this, as SonicBoom does past its backlog limit. */
+  dropOver = Infinity
   write(data: string): boolean {
-    if (this.stalled) {
+    if (this.stalled || data.length > this.dropOver) {
       this.emit('drop', data)
       return false
     }
@@ -81,6 +83,26 @@ describe('TurnBatchingDestination', () => {
     await sleep(40)
     expect(sink.writes).toHaveLength(2) // nothing more to report
     expect(sink.writes[1]).toBe('{"i":4}\n')
+  })
+
+  it('lines dropped while the report is written are in that report, not in an empty one', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout'] })
+    try {
+      const sink = new RecordingSink()
+      sink.dropOver = 200
+      const dest = new TurnBatchingDestination(sink, { reportAfterMs: 10 })
+      const big = `{"pad":"${'x'.repeat(300)}"}\n`
+      dest.write(big)
+      await nextTurn() // dropped; the report is due in 10 ms
+      dest.write(big) // pending when the report's timer fires
+      vi.advanceTimersByTime(10)
+      vi.advanceTimersByTime(10)
+      await nextTurn()
+      const reports = sink.writes.map((w) => JSON.parse(w) as Record<string, unknown>)
+      expect(reports).toEqual([expect.objectContaining({ event: 'log_lines_dropped', lines: 2 })])
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('a closed sink does not turn a log line into an uncaught exception', async () => {
