@@ -65,24 +65,31 @@ describe('TurnBatchingDestination', () => {
   })
 
   it('a report the sink drops keeps its count for the next one', async () => {
-    const sink = new RecordingSink()
-    const dest = new TurnBatchingDestination(sink, { reportAfterMs: 10 })
-    sink.stalled = true
-    for (let i = 0; i < 3; i++) dest.write(`{"i":${i}}\n`)
-    await nextTurn()
-    await sleep(40) // a report or more, dropped
-    dest.write('{"i":3}\n')
-    await nextTurn()
-    sink.stalled = false
-    await sleep(40)
-    const lines = sink.writes.map((w) => JSON.parse(w) as Record<string, unknown>)
-    expect(lines).toHaveLength(1)
-    expect(lines[0]).toMatchObject({ level: 'warn', event: 'log_lines_dropped', lines: 4 })
-    dest.write('{"i":4}\n')
-    await nextTurn()
-    await sleep(40)
-    expect(sink.writes).toHaveLength(2) // nothing more to report
-    expect(sink.writes[1]).toBe('{"i":4}\n')
+    vi.useFakeTimers({ toFake: ['setTimeout'] })
+    try {
+      const sink = new RecordingSink()
+      const dest = new TurnBatchingDestination(sink, { reportAfterMs: 10 })
+      sink.stalled = true
+      for (let i = 0; i < 3; i++) dest.write(`{"i":${i}}\n`)
+      await nextTurn()
+      vi.advanceTimersByTime(10) // the report, dropped too
+      dest.write('{"i":3}\n')
+      await nextTurn()
+      sink.stalled = false
+      expect(sink.writes).toEqual([])
+      vi.advanceTimersByTime(10)
+      const lines = sink.writes.map((w) => JSON.parse(w) as Record<string, unknown>)
+      expect(lines).toEqual([
+        expect.objectContaining({ level: 'warn', event: 'log_lines_dropped', lines: 4 }),
+      ])
+      dest.write('{"i":4}\n')
+      await nextTurn()
+      vi.advanceTimersByTime(100)
+      expect(sink.writes).toHaveLength(2) // nothing more to report
+      expect(sink.writes[1]).toBe('{"i":4}\n')
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('lines dropped while the report is written are in that report, not in an empty one', async () => {
@@ -143,8 +150,18 @@ describe('batchedDestination, to a real file', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  const readLines = async (file: string): Promise<string[]> =>
-    (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '')
+  /** The file's lines once there are at least n of them (polled; fails after 10 s). */
+  async function linesOnceAtLeast(file: string, n: number): Promise<string[]> {
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      const lines = (await readFile(file, 'utf8').catch(() => ''))
+        .split('\n')
+        .filter((l) => l !== '')
+      if (lines.length >= n) return lines
+      if (Date.now() > deadline) throw new Error(`${file}: ${lines.length} lines, expected ${n}`)
+      await sleep(10)
+    }
+  }
 
   it('writes every line, in order', async () => {
     const file = join(dir, 'all.log')
@@ -154,11 +171,7 @@ describe('batchedDestination, to a real file', () => {
       for (let i = 0; i < n / 20; i++) dest.write(`{"n":${turn * (n / 20) + i}}\n`)
       await nextTurn()
     }
-    await new Promise<void>((resolve, reject) =>
-      dest.flush((err) => (err ? reject(err) : resolve())),
-    )
-    await sleep(50)
-    const lines = await readLines(file)
+    const lines = await linesOnceAtLeast(file, n)
     expect(lines).toHaveLength(n)
     expect(lines.map((l) => (JSON.parse(l) as { n: number }).n)).toEqual(
       Array.from({ length: n }, (_, i) => i),
@@ -168,17 +181,18 @@ describe('batchedDestination, to a real file', () => {
   it('drops what is past the backlog limit and reports how many lines, then goes on', async () => {
     const file = join(dir, 'drops.log')
     const dest = batchedDestination({ dest: file, maxBacklogBytes: 4096, reportAfterMs: 20 })
-    await sleep(20) // the file is open
     const line = `{"pad":"${'x'.repeat(990)}"}\n` // 1,001 bytes
     for (let i = 0; i < 10; i++) dest.write(line) // one turn: 10 KB, over the limit
     await nextTurn()
-    await sleep(100) // the report
+    const [report] = await linesOnceAtLeast(file, 1)
+    expect(JSON.parse(report!)).toMatchObject({
+      level: 'warn',
+      event: 'log_lines_dropped',
+      lines: 10,
+    })
     dest.write('{"after":true}\n')
-    await nextTurn()
-    dest.flushSync()
-    const lines = (await readLines(file)).map((l) => JSON.parse(l) as Record<string, unknown>)
+    const lines = await linesOnceAtLeast(file, 2)
     expect(lines).toHaveLength(2)
-    expect(lines[0]).toMatchObject({ level: 'warn', event: 'log_lines_dropped', lines: 10 })
-    expect(lines[1]).toEqual({ after: true })
+    expect(JSON.parse(lines[1]!)).toEqual({ after: true })
   })
 })
