@@ -2,7 +2,6 @@
 // under many concurrent connections every answer's line reaches stdout and none is dropped, and
 // lines still pending at process.exit() are written.
 
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,6 +15,7 @@ import {
   loopbackServerArgs,
   runModuleScript,
   runNodeToFile,
+  startCli,
   startedCredentialsUrl,
   until,
 } from '../helpers/spawn.js'
@@ -33,15 +33,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-const servedLines = (stdout: string): number =>
-  stdout.split('\n').filter((l) => l.includes('"event":"served"')).length
+/** The agent's "served" lines. */
+const served = (lines: string[]): string[] => lines.filter((l) => l.includes('"event":"served"'))
 
-/** Lines the agent's log_lines_dropped warnings report, summed (complete numbers only). */
-const droppedIn = (stdout: string): number =>
-  [...stdout.matchAll(/"event":"log_lines_dropped","lines":(\d+),/g)].reduce(
-    (sum, m) => sum + Number(m[1]),
-    0,
-  )
+/** Lines the agent's log_lines_dropped warnings report, summed. */
+const droppedIn = (lines: string[]): number =>
+  lines.reduce((sum, l) => {
+    const m = /"event":"log_lines_dropped","lines":(\d+),/.exec(l)
+    return m === null ? sum : sum + Number(m[1])
+  }, 0)
 
 describe('log output', () => {
   it('-v trace, 128 connections: one line per answer, none dropped', async () => {
@@ -61,75 +61,66 @@ describe('log output', () => {
           perConnection,
           headers: { authorization: token },
         })
-        await until(() => servedLines(out()) >= answered, 'every served line')
+        await until(() => served(out().split('\n')).length >= answered, 'every served line')
       },
     )
     expect(answered).toBe(connections * perConnection)
-    expect(servedLines(stdout)).toBe(answered)
+    const servedLines = served(stdout.split('\n'))
+    expect(servedLines).toHaveLength(answered)
     expect(stdout).not.toContain('log_lines_dropped')
-    const served = stdout.split('\n').filter((l) => l.includes('"event":"served"'))
     // The first request of each connection went out together and joined one upstream call.
-    const misses = served.filter((l) => l.includes('"cache":"miss"')).length
+    const misses = servedLines.filter((l) => l.includes('"cache":"miss"')).length
     expect(misses).toBeGreaterThanOrEqual(1)
     expect(misses).toBeLessThanOrEqual(connections)
-    for (const l of served) expect(l).not.toContain(token)
+    for (const l of servedLines) expect(l).not.toContain(token)
   }, 60_000)
 
   it('stdout stalled: lines past the 16 MiB backlog are dropped and counted, the agent serves on', async () => {
     const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app' })
-    const child = spawn(
-      process.execPath,
-      [MAIN, ...loopbackServerArgs('log-cluster', mockUrl), '-v', 'trace'],
-      {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...NODE_KEY_ENV },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+    const agent = startCli(
+      [...loopbackServerArgs('log-cluster', mockUrl), '-v', 'trace'],
+      NODE_KEY_ENV,
     )
-    let out = ''
-    const read = (c: Buffer): void => void (out += c.toString())
-    child.stdout.on('data', read)
+    const stdout = agent.child.stdout!
     const connections = 128
     const perConnection = 850 // 108,800 lines of 184 bytes: 20 MB, over the 16 MiB
     let answered = 0
     let peakRssKb = 0
     try {
-      await until(() => startedCredentialsUrl(out) !== undefined, 'the agent to start')
-      const url = startedCredentialsUrl(out)!
+      await agent.waitFor((l) => l.event === 'started')
+      const url = startedCredentialsUrl(agent.lines.join('\n'))!
       // Stop reading: the pipe fills, then the agent's log backlog.
-      child.stdout.off('data', read)
-      child.stdout.pause()
+      stdout.pause()
       answered = await keepAliveBurst(url, {
         connections,
         perConnection,
         headers: { authorization: token },
         onAnswer: async (n) => {
           if (n % 8000 !== 0) return
-          const status = await readFile(`/proc/${child.pid}/status`, 'utf8')
+          const status = await readFile(`/proc/${agent.child.pid}/status`, 'utf8')
           peakRssKb = Math.max(peakRssKb, Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]))
         },
       })
-      child.stdout.on('data', read)
-      child.stdout.resume()
+      stdout.resume()
       // A report can be written during the stall and another after it: wait for all of them.
       await until(
-        () => servedLines(out) + droppedIn(out) >= answered,
+        () => served(agent.lines).length + droppedIn(agent.lines) >= answered,
         'every answer written or reported dropped',
       )
     } finally {
-      child.kill('SIGTERM')
-      await new Promise((r) => child.on('close', r))
+      agent.child.kill('SIGTERM')
+      await agent.exited
     }
     expect(answered).toBe(connections * perConnection)
-    const lines = out.split('\n').filter((l) => l !== '')
-    const reports = lines
+    const reports = agent.lines
       .filter((l) => l.includes('"event":"log_lines_dropped"'))
       .map((l) => JSON.parse(l) as { level: string; lines: number })
     expect(reports.length).toBeGreaterThanOrEqual(1)
     for (const r of reports) expect(r.level).toBe('warn')
     const dropped = reports.reduce((sum, r) => sum + r.lines, 0)
-    expect(dropped).toBe(droppedIn(out))
+    expect(dropped).toBe(droppedIn(agent.lines))
     // Every answer is either in the output or counted as dropped.
-    expect(servedLines(out) + dropped).toBe(answered)
+    expect(served(agent.lines).length + dropped).toBe(answered)
     expect(dropped).toBeGreaterThan(0)
     // The backlog is bounded: 16 MiB of lines, not all 20 MB of them.
     expect(peakRssKb).toBeGreaterThan(0)

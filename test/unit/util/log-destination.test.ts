@@ -1,11 +1,13 @@
 import { EventEmitter } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { TurnBatchingDestination, batchedDestination } from '../../../src/util/log-destination.js'
 import type { LogSink } from '../../../src/util/log-destination.js'
 import { createLogger } from '../../../src/util/logger.js'
+import { until } from '../../helpers/spawn.js'
 
 /** A sink that records each write it gets, or, while stalled, drops it as SonicBoom does. */
 class RecordingSink extends EventEmitter implements LogSink {
@@ -31,7 +33,6 @@ class RecordingSink extends EventEmitter implements LogSink {
 }
 
 const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r))
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 describe('TurnBatchingDestination', () => {
   it('hands the sink one string per event-loop turn, lines in order', async () => {
@@ -150,17 +151,13 @@ describe('batchedDestination, to a real file', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  /** The file's lines once there are at least n of them (polled; fails after 10 s). */
+  const fileLines = (file: string): string[] =>
+    (existsSync(file) ? readFileSync(file, 'utf8') : '').split('\n').filter((l) => l !== '')
+
+  /** The file's lines once there are at least n of them. */
   async function linesOnceAtLeast(file: string, n: number): Promise<string[]> {
-    const deadline = Date.now() + 10_000
-    for (;;) {
-      const lines = (await readFile(file, 'utf8').catch(() => ''))
-        .split('\n')
-        .filter((l) => l !== '')
-      if (lines.length >= n) return lines
-      if (Date.now() > deadline) throw new Error(`${file}: ${lines.length} lines, expected ${n}`)
-      await sleep(10)
-    }
+    await until(() => fileLines(file).length >= n, `${n} lines in ${file}`)
+    return fileLines(file)
   }
 
   it('writes every line, in order', async () => {
