@@ -24,7 +24,7 @@ import type { CredentialFetcher, NodeCredentialsProvider } from './upstream/type
 import type { Clock } from './util/clock.js'
 import { systemClock } from './util/clock.js'
 import type { Logger } from './util/logger.js'
-import { createLogger } from './util/logger.js'
+import { createLogger, linesDroppedBy } from './util/logger.js'
 import { pinTickObjectMap } from './util/tick-object-map.js'
 import { IdleHeapTrimmer, compileWasmWithLiftoffOnly, processHeap } from './util/v8-memory.js'
 import { VERSION } from './version.js'
@@ -93,6 +93,7 @@ export async function startAgent(
     version: VERSION,
     cacheEntries: () => cache?.size ?? 0,
     upstreamQueue: () => cache?.upstreamQueue ?? { queued: 0, pacePerSecond: 0 },
+    logLinesDropped: linesDroppedBy(logger),
     processMetrics: deps.processMetrics,
   })
 

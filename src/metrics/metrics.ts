@@ -55,6 +55,8 @@ export interface CreateMetricsOptions {
   cacheEntries: () => number
   /** The upstream gate: calls queued, and calls per second while paced (0 when not). */
   upstreamQueue?: () => { queued: number; pacePerSecond: number }
+  /** Log lines dropped because output fell behind, read at scrape time. */
+  logLinesDropped?: () => number
   /** Register Node's default process metrics (CPU, memory, event loop lag, GC). Default true. */
   processMetrics?: boolean
 }
@@ -144,6 +146,17 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     registers: [registry],
     collect() {
       this.set(opts.cacheEntries())
+    },
+  })
+  let droppedSeen = 0
+  new Counter({
+    name: 'pod_identity_log_lines_dropped_total',
+    help: 'Log lines dropped because log output fell too far behind (over 16 MiB queued)',
+    registers: [registry],
+    collect() {
+      const total = opts.logLinesDropped?.() ?? 0
+      if (total > droppedSeen) this.inc(total - droppedSeen)
+      droppedSeen = total
     },
   })
   new Gauge({

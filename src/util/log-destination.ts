@@ -9,7 +9,8 @@
 // Handing SonicBoom each turn's lines as one string lets every completed write carry all that
 // was logged meanwhile, and costs less per line (SonicBoom measures its last queued chunk on every
 // write). Should stdout still fall behind (a stalled log pipe), lines past MAX_BACKLOG_BYTES are
-// dropped, counted, and reported in a warning line once output resumes.
+// dropped, counted (pod_identity_log_lines_dropped_total), and reported in a warning line once
+// output resumes.
 
 import { pino } from 'pino'
 import type { DestinationStream } from 'pino'
@@ -43,6 +44,7 @@ export class TurnBatchingDestination implements DestinationStream {
   private pending = ''
   private scheduled = false
   private droppedLines = 0
+  private droppedTotal = 0
   /** Set while the report line is being handed to the sink, and whether the sink dropped it. */
   private reporting = false
   private reportLost = false
@@ -82,6 +84,11 @@ export class TurnBatchingDestination implements DestinationStream {
     return true
   }
 
+  /** Log lines dropped since start because output fell behind (the warning lines not counted). */
+  get linesDropped(): number {
+    return this.droppedTotal
+  }
+
   /** Hand the pending lines to the sink now, then let it drain (pino's logger.flush()). */
   flush(cb?: (err?: Error) => void): void {
     this.flushPending()
@@ -110,6 +117,7 @@ export class TurnBatchingDestination implements DestinationStream {
     let n = 0
     for (let i = data.indexOf('\n'); i !== -1; i = data.indexOf('\n', i + 1)) n++
     this.droppedLines += n
+    this.droppedTotal += n
     this.armReport()
   }
 

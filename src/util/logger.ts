@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import { pino } from 'pino'
 import type { DestinationStream, Logger } from 'pino'
 import type { LogLevel } from '../config/server-config.js'
-import { batchedDestination } from './log-destination.js'
+import { TurnBatchingDestination, batchedDestination } from './log-destination.js'
 
 export type { Logger }
 
@@ -58,6 +58,12 @@ export function rawLineWriter(logger: Logger): (line: string) => void {
   const stream = (logger as unknown as Record<symbol, RawStream>)[pino.symbols.streamSym]
   if (stream === undefined) return (line) => void logger.trace(line)
   return (line) => void stream.write(line)
+}
+
+/** Lines the logger's destination dropped since start; always 0 for other destinations. */
+export function linesDroppedBy(logger: Logger): () => number {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  return stream instanceof TurnBatchingDestination ? () => stream.linesDropped : () => 0
 }
 
 let isoMs = -1

@@ -1,6 +1,7 @@
 // The agent's log output as a real process writes it (src/util/log-destination.ts): at -v trace
 // under many concurrent connections every answer's line reaches stdout and none is dropped, and
-// lines still pending at process.exit() are written.
+// lines still pending at process.exit() are written; with stdout stalled, what is dropped is
+// reported in a warning line and counted in pod_identity_log_lines_dropped_total.
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -86,8 +87,9 @@ describe('log output', () => {
     const perConnection = 850 // 108,800 lines of 184 bytes: 20 MB, over the 16 MiB
     let answered = 0
     let peakRssKb = 0
+    let metricsText = ''
     try {
-      await agent.waitFor((l) => l.event === 'started')
+      const started = await agent.waitFor((l) => l.event === 'started')
       const url = startedCredentialsUrl(agent.lines.join('\n'))!
       // Stop reading: the pipe fills, then the agent's log backlog.
       stdout.pause()
@@ -107,6 +109,9 @@ describe('log output', () => {
         () => served(agent.lines).length + droppedIn(agent.lines) >= answered,
         'every answer written or reported dropped',
       )
+      metricsText = await (
+        await fetch(`http://127.0.0.1:${Number(started.metricsPort)}/metrics`)
+      ).text()
     } finally {
       agent.child.kill('SIGTERM')
       await agent.exited
@@ -122,6 +127,8 @@ describe('log output', () => {
     // Every answer is either in the output or counted as dropped.
     expect(served(agent.lines).length + dropped).toBe(answered)
     expect(dropped).toBeGreaterThan(0)
+    // The metric counts the same lines.
+    expect(metricsText).toContain(`\npod_identity_log_lines_dropped_total ${dropped}\n`)
     // The backlog is bounded: 16 MiB of lines, not all 20 MB of them.
     expect(peakRssKb).toBeGreaterThan(0)
     expect(peakRssKb / 1024, 'agent RSS, MiB').toBeLessThan(200)

@@ -35,6 +35,22 @@ describe('createMetrics', () => {
     expect(text).toContain('pod_identity_http_response{code="200"} 2')
   })
 
+  it('pod_identity_log_lines_dropped_total reads the running total at each scrape', async () => {
+    const registry = new Registry()
+    let dropped = 5
+    createMetrics({
+      registry,
+      version: 'test',
+      cacheEntries: () => 0,
+      logLinesDropped: () => dropped,
+      processMetrics: false,
+    })
+    expect(await registry.metrics()).toContain('\npod_identity_log_lines_dropped_total 5\n')
+    expect(await registry.metrics()).toContain('\npod_identity_log_lines_dropped_total 5\n')
+    dropped = 7
+    expect(await registry.metrics()).toContain('\npod_identity_log_lines_dropped_total 7\n')
+  })
+
   it('cache entries gauge reads the callback at scrape time', async () => {
     let n = 3
     const { registry } = setup(() => n)
@@ -67,6 +83,7 @@ describe('createMetrics', () => {
       'pod_identity_upstream_request_duration_seconds_count{api="eks-auth",outcome="success"} 1',
       'pod_identity_upstream_request_duration_seconds_bucket{le="0.025",api="eks-auth",outcome="success"} 1',
       'pod_identity_build_info{version="test"} 1',
+      'pod_identity_log_lines_dropped_total 0',
     ]) {
       expect(text).toContain(line)
     }

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { TurnBatchingDestination, batchedDestination } from '../../../src/util/log-destination.js'
 import type { LogSink } from '../../../src/util/log-destination.js'
-import { createLogger } from '../../../src/util/logger.js'
+import { createLogger, linesDroppedBy } from '../../../src/util/logger.js'
 import { until } from '../../helpers/spawn.js'
 
 /** A sink that records each write it gets, or, while stalled, drops it as SonicBoom does. */
@@ -71,14 +71,18 @@ describe('TurnBatchingDestination', () => {
       const sink = new RecordingSink()
       const dest = new TurnBatchingDestination(sink, { reportAfterMs: 10 })
       sink.stalled = true
+      const dropped = linesDroppedBy(createLogger('info', dest))
       for (let i = 0; i < 3; i++) dest.write(`{"i":${i}}\n`)
       await nextTurn()
+      expect(dropped()).toBe(3)
       vi.advanceTimersByTime(10) // the report, dropped too
+      expect(dropped()).toBe(3) // a lost report is not a log line of its own
       dest.write('{"i":3}\n')
       await nextTurn()
       sink.stalled = false
       expect(sink.writes).toEqual([])
       vi.advanceTimersByTime(10)
+      expect(dropped()).toBe(4) // a total since start: reporting does not reset it
       const lines = sink.writes.map((w) => JSON.parse(w) as Record<string, unknown>)
       expect(lines).toEqual([
         expect.objectContaining({ level: 'warn', event: 'log_lines_dropped', lines: 4 }),
@@ -111,6 +115,10 @@ describe('TurnBatchingDestination', () => {
     } finally {
       vi.useRealTimers()
     }
+  })
+
+  it('linesDroppedBy reads 0 for a logger writing elsewhere', () => {
+    expect(linesDroppedBy(createLogger('info', new RecordingSink()))()).toBe(0)
   })
 
   it('a closed sink does not turn a log line into an uncaught exception', async () => {
