@@ -2,18 +2,24 @@
 // start (once the agent has loaded the miss path in the background), with 2000 cached entries
 // (just after the warm-up, once the agent's idle trimmer has run, and settled after V8's memory
 // reducer), and under hot-path load with those entries; bytes per entry from the RSS delta and
-// from the live V8 heap delta (heap snapshots).
+// from the live V8 heap delta (heap snapshots). The floor, after each agent run: a bare node:http
+// server (bench/lib/bare-server.js hold) in the same environment, warmed by the same requests,
+// holding what the agent's cache holds per pod (token, body, headers) and nothing else.
 
-import { mkdirSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { podAddress, runHerdClient, runLoad } from './lib/load.js'
 import { sleep } from './lib/procs.js'
-import { metricValue, startAgent, startMock } from './lib/servers.js'
+import { fetchCredentials, metricValue, startAgent, startBare, startMock } from './lib/servers.js'
 import { MiB, fmt, median, printTable, verdict, writeResults } from './lib/report.js'
 
 const ENTRIES = 2000
 /** How long to wait for the idle trimmer's drop, s. */
 const TRIM_WAIT_S = 40
+/** When the bare floor's later reading is taken, s after its warm-up (the agent trims by then). */
+const FLOOR_LATER_S = 10
+/** How long the bare floor's settled reading polls at most, s (first run only). */
+const FLOOR_SETTLE_MAX_S = 60
 
 /**
  * The agent's live V8 heap: SIGUSR2 makes it write a heap snapshot (--heapsnapshot-signal), which
@@ -78,6 +84,17 @@ export async function memoryAndStartup({ fx, full }) {
   const tokens = await fx.mint(ENTRIES, 'mem')
   const mock = await startMock(fx)
   const live = new Set()
+  /** The herd that fills a server's cache: every token once, each from its own pod address. */
+  const warmUp = (srv) =>
+    runHerdClient(fx.dir, {
+      port: srv.port,
+      hostHeader: srv.hostHeader ?? `127.0.0.1:${srv.port}`,
+      mode: 'pool',
+      concurrency: 16,
+      timeoutMs: 10_000,
+      requests: tokens.map((token, i) => ({ token, localAddress: podAddress(5, i) })),
+    })
+  const bodyFile = join(fx.dir, 'memory-body.json')
   try {
     // Start-up: spawn -> /readyz 200, and RSS just after.
     const startup = []
@@ -106,14 +123,7 @@ export async function memoryAndStartup({ fx, full }) {
       // Past the agent's background load of the miss path (1 s after start): an idle agent.
       await sleep(1500)
       const idle = agent.memory().rss
-      const warm = await runHerdClient(fx.dir, {
-        port: agent.port,
-        hostHeader: agent.hostHeader,
-        mode: 'pool',
-        concurrency: 16,
-        timeoutMs: 10_000,
-        requests: tokens.map((token, i) => ({ token, localAddress: podAddress(5, i) })),
-      })
+      const warm = await warmUp(agent)
       if (warm.errors > 0) {
         throw new Error(`warming ${ENTRIES} entries: ${JSON.stringify(warm.statuses)}`)
       }
@@ -140,6 +150,7 @@ export async function memoryAndStartup({ fx, full }) {
         watchPids: [agent.pid],
       })
       const hwm = agent.memory().hwm
+      if (r === 0) writeFileSync(bodyFile, (await fetchCredentials(agent, tokens[0])).body)
       const heapWithEntries = await liveHeap(agent, snap.dir)
       runs.push({
         heapWithEntries,
@@ -160,6 +171,32 @@ export async function memoryAndStartup({ fx, full }) {
       })
       await agent.stop()
       live.delete(agent)
+
+      // The floor: node:http holding the same entries, read at the same times.
+      const bare = await startBare(bodyFile, { hold: true })
+      live.add(bare)
+      await sleep(1500)
+      const bareIdle = bare.memory().rss
+      const bareWarm = await warmUp(bare)
+      if (bareWarm.errors > 0) throw new Error(`warming the bare floor: ${bareWarm.errors} errors`)
+      await sleep(full ? 2000 : 500)
+      const bareEntries = bare.memory().rss
+      const floorSettleS = r === 0 ? Math.min(settleMaxS, FLOOR_SETTLE_MAX_S) : 0
+      const floorTimeline = full
+        ? await idleTimeline(bare, bareEntries, {
+            trimS: FLOOR_LATER_S,
+            settleS: Math.max(floorSettleS, FLOOR_LATER_S),
+          })
+        : undefined
+      Object.assign(runs.at(-1), {
+        floorIdleRss: bareIdle,
+        floorEntriesRss: bareEntries,
+        floorSettledRss: floorSettleS > 0 ? (floorTimeline?.settledRss ?? NaN) : NaN,
+        floorLaterRss:
+          floorTimeline !== undefined && floorSettleS === 0 ? floorTimeline.settledRss : NaN,
+      })
+      await bare.stop()
+      live.delete(bare)
     }
 
     const m = (list, f) => median(list.map((x) => x[f]))
@@ -184,6 +221,10 @@ export async function memoryAndStartup({ fx, full }) {
       heapTotal: m(runs, 'heapTotal'),
       external: m(runs, 'external'),
       tokenBytes: tokens[0].length,
+      floorIdleRss: m(runs, 'floorIdleRss'),
+      floorEntriesRss: m(runs, 'floorEntriesRss'),
+      floorLaterRss: m(runs, 'floorLaterRss'),
+      floorSettledRss: m(runs, 'floorSettledRss'),
     }
     summary.bytesPerEntryHeap = (summary.entriesHeap - summary.idleHeap) / ENTRIES
     printTable(
@@ -229,6 +270,32 @@ export async function memoryAndStartup({ fx, full }) {
         ['token size (bytes)', fmt(summary.tokenBytes)],
       ],
     )
+    printTable(
+      `The floor: a bare node:http server holding the same ${ENTRIES} entries (token, body, headers), same environment and warm-up; median of ${memoryRuns}`,
+      ['measure', 'bare node:http', 'agent'],
+      [
+        [
+          'RSS idle before the warm-up (MiB)',
+          fmt(summary.floorIdleRss / MiB, 1),
+          fmt(summary.idleRss / MiB, 1),
+        ],
+        [
+          `RSS with ${ENTRIES} entries, ${full ? 2 : 0.5} s after the warm-up (MiB)`,
+          fmt(summary.floorEntriesRss / MiB, 1),
+          fmt(summary.entriesRss / MiB, 1),
+        ],
+        [
+          `RSS with ${ENTRIES} entries, ${FLOOR_LATER_S} s after (MiB; agent: once trimmed)`,
+          fmt(summary.floorLaterRss / MiB, 1),
+          fmt(summary.trimmedRss / MiB, 1),
+        ],
+        [
+          `RSS with ${ENTRIES} entries, settled idle (MiB; first run; bare: last of ${FLOOR_SETTLE_MAX_S} s at most)`,
+          fmt(summary.floorSettledRss / MiB, 1),
+          fmt(summary.settledRss / MiB, 1),
+        ],
+      ],
+    )
     const targets = [
       {
         target: `RSS <= 70 MiB with ${ENTRIES} entries (MiB, idle)`,
@@ -254,13 +321,23 @@ export async function memoryAndStartup({ fx, full }) {
         value: summary.loadRss / MiB,
         ok: summary.loadRss <= 70 * MiB,
       },
+      ...(Number.isFinite(summary.floorSettledRss)
+        ? [
+            {
+              target: `bare node:http holding the same ${ENTRIES} entries, settled (MiB; report only)`,
+              value: summary.floorSettledRss / MiB,
+              ok: true,
+              verdict: 'info',
+            },
+          ]
+        : []),
       {
         target: 'ready within 500 ms of spawn (ms, median)',
         value: summary.readyMs,
         ok: summary.readyMs <= 500,
       },
     ]
-    for (const t of targets) t.verdict = verdict(t.ok)
+    for (const t of targets) t.verdict ??= verdict(t.ok)
     console.log(`results: ${writeResults('memory', { summary, startup, runs, targets })}`)
     return targets
   } finally {

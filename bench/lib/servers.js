@@ -275,16 +275,19 @@ export function fetchCredentials(agent, token) {
 
 /**
  * The bare node:http baseline sending bodyFile's bytes; resolves once it listens. wrap,
- * readyTimeoutMs, stopGraceMs: as for startAgent.
+ * readyTimeoutMs, stopGraceMs: as for startAgent. hold: it keeps a token, body and headers per
+ * distinct Authorization header, as the agent's cache does, and runs in the agent's image
+ * environment (the memory floor).
  */
 export async function startBare(
   bodyFile,
-  { nodeArgs = [], wrap = [], readyTimeoutMs = 10_000, stopGraceMs = 3000 } = {},
+  { nodeArgs = [], wrap = [], readyTimeoutMs = 10_000, stopGraceMs = 3000, hold = false } = {},
 ) {
   const port = await freePort()
-  const child = spawnTracked(...nodeCommand(wrap, [...nodeArgs, BARE, String(port), bodyFile]), {
+  const args = [...nodeArgs, BARE, String(port), bodyFile, ...(hold ? ['hold'] : [])]
+  const child = spawnTracked(...nodeCommand(wrap, args), {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: childEnv(),
+    env: childEnv(hold ? AGENT_IMAGE_ENV : {}),
   })
   await waitForLine(child, /bare server listening/, readyTimeoutMs)
   child.stdout.resume()
