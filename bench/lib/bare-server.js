@@ -3,7 +3,7 @@
 // With `hold`, it also keeps what the agent's cache keeps per pod and nothing else: for each
 // distinct Authorization header, the token and its own copy of the body and headers (the memory
 // benchmark's floor: node:http holding the same entries). It then compiles without Maglev, as the
-// agent does (src/util/v8-memory.ts): on Node 24 its compile zones cost a bare server about 9 MiB.
+// agent does (src/util/v8-memory.ts): on Node 24.21 its compile zones cost a bare server 6 to 9 MiB.
 // Usage: node bench/lib/bare-server.js PORT BODYFILE [hold]
 
 import { readFileSync } from 'node:fs'

@@ -148,15 +148,13 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
       this.set(opts.cacheEntries())
     },
   })
-  let droppedSeen = 0
   new Counter({
     name: 'pod_identity_log_lines_dropped_total',
     help: 'Log lines dropped because log output fell too far behind (over 16 MiB queued)',
     registers: [registry],
     collect() {
-      const total = opts.logLinesDropped?.() ?? 0
-      if (total > droppedSeen) this.inc(total - droppedSeen)
-      droppedSeen = total
+      this.reset()
+      this.inc(opts.logLinesDropped?.() ?? 0)
     },
   })
   new Gauge({
