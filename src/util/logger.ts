@@ -49,20 +49,25 @@ export function tokenDigest(token: string): string {
 
 type RawStream = { write(line: string): unknown }
 
+/** The destination a pino logger writes to (undefined for loggers pino builds without one). */
+function destinationOf(logger: Logger): unknown {
+  return (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+}
+
 /**
  * Writes pre-serialised JSON lines straight to the logger's destination, skipping pino's
  * serialisation and redaction pass (which costs more than the whole cache hit). Only for lines of
  * a fixed schema built from values that can never hold a secret (digests, names, codes).
  */
 export function rawLineWriter(logger: Logger): (line: string) => void {
-  const stream = (logger as unknown as Record<symbol, RawStream>)[pino.symbols.streamSym]
+  const stream = destinationOf(logger) as RawStream | undefined
   if (stream === undefined) return (line) => void logger.trace(line)
   return (line) => void stream.write(line)
 }
 
 /** Lines the logger's destination dropped since start; always 0 for other destinations. */
 export function linesDroppedBy(logger: Logger): () => number {
-  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  const stream = destinationOf(logger)
   return stream instanceof TurnBatchingDestination ? () => stream.linesDropped : () => 0
 }
 
