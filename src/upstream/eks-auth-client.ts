@@ -21,6 +21,7 @@ import type { Clock } from '../util/clock.js'
 import { validateEndpointUrl } from './endpoint.js'
 import {
   MAX_RESPONSE_BYTES,
+  getHeader,
   parseErrorResponse,
   parseSuccessBody,
   type ResponseHeaders,
@@ -286,7 +287,7 @@ export class EksAuthClient implements CredentialFetcher {
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw callerAbortError(signal)
       try {
-        return await this.#attempt(body, attempt, signal)
+        return await this.#attempt(token, body, attempt, signal)
       } catch (err) {
         if (signal?.aborted) throw callerAbortError(signal)
         if (!isRetryable(err) || attempt >= this.#maxAttempts) throw err
@@ -336,7 +337,12 @@ export class EksAuthClient implements CredentialFetcher {
     }
   }
 
-  async #attempt(body: Buffer, attempt: number, signal?: AbortSignal): Promise<PodCredentials> {
+  async #attempt(
+    token: string,
+    body: Buffer,
+    attempt: number,
+    signal?: AbortSignal,
+  ): Promise<PodCredentials> {
     const transport = this.#transport ?? (await this.#load())
     const headers = await this.#sign(transport.signer, body)
     if (signal?.aborted) throw callerAbortError(signal)
@@ -404,7 +410,9 @@ export class EksAuthClient implements CredentialFetcher {
         res.body.destroy()
         buf = undefined // the status and headers are still known
       }
-      throw parseErrorResponse(statusCode, resHeaders, buf)
+      // What the request carried that the answer must not quote back into bodies and logs.
+      const sent = [token, getHeader(headers, 'x-amz-security-token')]
+      throw parseErrorResponse(statusCode, resHeaders, buf, sent)
     } catch (err) {
       code = err instanceof AgentError ? err.code : 'InternalError'
       throw err

@@ -3,6 +3,7 @@
 // Messages never contain credential values, and never a non-JSON body (it may be a proxy's page).
 
 import { InvalidUpstreamResponseError, UpstreamError } from '../errors.js'
+import { redactSecrets } from '../util/redact.js'
 import type { PodCredentials } from './types.js'
 
 /** Largest response body the client reads, in bytes. */
@@ -99,14 +100,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /**
  * Builds the UpstreamError for a non-2xx answer. `body` is the raw body, or `undefined` when it
  * could not be read (too large, reset, timed out): the status and headers still tell the story.
- * fault is `server` for 5xx, else `client`.
+ * fault is `server` for 5xx, else `client`. `secrets` are what the request carried (the pod's
+ * token, the node's session token): any piece of them the answer quotes is cut out of the code,
+ * message and request id, which reach error bodies and logs.
  */
 export function parseErrorResponse(
   statusCode: number,
   headers: ResponseHeaders,
   body: Uint8Array | string | undefined,
+  secrets: readonly (string | undefined)[] = [],
 ): UpstreamError {
-  const requestId = requestIdFrom(headers)
+  const rawRequestId = requestIdFrom(headers)
+  const requestId = rawRequestId === undefined ? undefined : redactSecrets(rawRequestId, secrets)
   const fault = statusCode >= 500 ? 'server' : 'client'
   const headerType = getHeader(headers, 'x-amzn-errortype')
 
@@ -141,9 +146,11 @@ export function parseErrorResponse(
         }
       }
       const m = findKey(parsed, 'message')
-      if (typeof m === 'string' && m.trim() !== '') message = cleanMessage(m)
+      if (typeof m === 'string' && m.trim() !== '')
+        message = cleanMessage(redactSecrets(m, secrets))
     }
   }
+  if (code !== undefined && redactSecrets(code, secrets) !== code) code = 'UnknownError'
 
   return new UpstreamError({
     statusCode,

@@ -1,8 +1,10 @@
 // The credential endpoint end to end: real agent, real mock EKS Auth, real SDK provider (fromHttp).
 
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Harness } from '../helpers/harness.js'
-import { metricValue, rawGet, startHarness } from '../helpers/harness.js'
+import { NODE_KEY, metricValue, rawGet, startHarness } from '../helpers/harness.js'
 
 const allLogs: string[] = []
 const allBodies: string[] = []
@@ -335,6 +337,61 @@ describe('upstream failures', () => {
     } finally {
       await collect(h)
       await h.close()
+    }
+  })
+
+  it('an upstream that quotes the request back: the token and the node session token are cut out of the SDK error, the body and the logs', async () => {
+    // EKS Auth's error wire format (x-amzn-ErrorType, {"__type","message"}), with a message that
+    // echoes the request body (the pod token) and the signed session token header.
+    const echo = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        const message = `Invalid token in ${body} signed with x-amz-security-token:${String(req.headers['x-amz-security-token'])}`
+        res.writeHead(400, {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amzn-ErrorType':
+            'InvalidTokenException:http://internal.amazon.com/coral/com.amazonaws.eksauth/',
+          'x-amzn-RequestId': 'echo-1',
+        })
+        res.end(JSON.stringify({ __type: 'InvalidTokenException', message }))
+      })
+    })
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
+    const endpoint = `http://127.0.0.1:${(echo.address() as AddressInfo).port}`
+    const h = await startHarness({ startMock: false, config: { endpoint } })
+    try {
+      const token = await h.mint()
+      const sdkError = await h.sdkFetch(await h.tokenFile(token)).then(
+        () => undefined,
+        (e: unknown) => e as Error & { Code?: string; Message?: string },
+      )
+      const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
+      allBodies.push(res.body)
+      expect(res.status).toBe(400)
+      expect(JSON.parse(res.body)).toMatchObject({ Code: 'InvalidTokenException' })
+      expect(res.body).toContain('Invalid token in {\\"token\\":\\"[redacted]\\"}')
+      // fromHttp copies Code and Message onto its error for a 4xx
+      expect(sdkError?.Code).toBe('InvalidTokenException')
+      expect(sdkError?.Message).toContain('x-amz-security-token:[redacted]')
+      const seen = [
+        sdkError?.message ?? '',
+        sdkError?.Message ?? '',
+        res.body,
+        ...h.logs,
+        await h.metricsText(),
+      ]
+      expect(h.logs.some((l) => l.includes('[redacted]'))).toBe(true)
+      for (const secret of [token, NODE_KEY.sessionToken]) {
+        for (let i = 0; i + 16 <= secret.length; i++) {
+          const piece = secret.slice(i, i + 16)
+          for (const text of seen) expect(text.includes(piece), piece).toBe(false)
+        }
+      }
+    } finally {
+      await collect(h)
+      await h.close()
+      await new Promise((r) => echo.close(r))
     }
   })
 

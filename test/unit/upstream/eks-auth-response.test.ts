@@ -185,6 +185,33 @@ describe('parseErrorResponse', () => {
     )
   })
 
+  it('never quotes back what the request carried: token and session token cut out of message, code and request id', () => {
+    const token = `eyJhbGciOiJSUzI1NiJ9.${'eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ'}.${'s'.repeat(40)}`
+    const session = 'IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLXdlc3QtMiJHMEUC'
+    const err = parseErrorResponse(
+      400,
+      {
+        'x-amzn-errortype': token.slice(0, 90),
+        'x-amzn-requestid': `req-${session.slice(0, 30)}`,
+      },
+      json({
+        message: `Invalid token ${token.slice(0, 70)} (request {"token":"${token}"}, x-amz-security-token:${session})`,
+      }),
+      [token, session],
+    )
+    const seen = [err.code, err.message, err.upstreamMessage, err.requestId ?? ''].join(' ')
+    for (const secret of [token, session]) {
+      for (let i = 0; i + 16 <= secret.length; i++) {
+        expect(seen.includes(secret.slice(i, i + 16))).toBe(false)
+      }
+    }
+    expect(err.code).toBe('UnknownError')
+    expect(err.upstreamMessage).toBe(
+      'Invalid token [redacted] (request {"token":"[redacted]"}, x-amz-security-token:[redacted])',
+    )
+    expect(err.requestId).toBe('[redacted]')
+  })
+
   it('the header wins over the body', () => {
     const err = parseErrorResponse(
       400,
