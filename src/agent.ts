@@ -13,7 +13,7 @@ import {
   preloadDefaultNodeCredentials,
 } from './node-credentials/default-chain.js'
 import { createRotatingSharedFileProvider } from './node-credentials/rotating-shared-file.js'
-import { createCredentialHandler } from './server/credential-handler.js'
+import { createClientErrorHandler, createCredentialHandler } from './server/credential-handler.js'
 import { HostCheck } from './server/host-check.js'
 import type { BoundServer } from './server/listeners.js'
 import { bindCredentialListeners, closeServer, listen } from './server/listeners.js'
@@ -144,7 +144,10 @@ export async function startAgent(
     selfCheckNonce,
   })
 
-  const listeners = await bindCredentialListeners(handler, config.bindHosts, config.port, logger)
+  const listeners = await bindCredentialListeners(handler, config.bindHosts, config.port, logger, {
+    onClientError: createClientErrorHandler({ metrics, logger }),
+    requireHostHeader: false,
+  })
   let shuttingDown = false
   const probeHandler = createProbeHandler({
     targets: () => listeners.map(addr),

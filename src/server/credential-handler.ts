@@ -5,6 +5,7 @@
 // Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
 import { RequestError, toAgentError } from '../errors.js'
 import type { AgentError } from '../errors.js'
@@ -14,7 +15,9 @@ import type { Logger } from '../util/logger.js'
 import { isoTime, rawLineWriter } from '../util/logger.js'
 import { ExchangeAnchor } from './exchange-anchor.js'
 import type { HostCheck } from './host-check.js'
-import { sendError } from './respond.js'
+import { SERVER_OPTIONS } from './listeners.js'
+import type { ClientError } from './respond.js'
+import { sendClientError, sendError } from './respond.js'
 import { checkTokenTimes, parseToken } from './token.js'
 
 export const CREDENTIALS_PATH = '/v1/credentials'
@@ -38,6 +41,11 @@ const METHOD_NOT_ALLOWED = new RequestError(
   'MethodNotAllowed',
   405,
   'Method not allowed: use GET /v1/credentials',
+)
+const MISSING_HOST = new RequestError(
+  'BadRequest',
+  400,
+  'Missing required Host header (HTTP/1.1 requests must carry one)',
 )
 const MISSING_TOKEN = new RequestError('MissingToken', 400, 'Service account token cannot be empty')
 const FORWARDED = new RequestError(
@@ -116,7 +124,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       return
     }
     const raw = req.rawHeaders
-    let host = ''
+    let host: string | undefined
     let token: string | undefined
     let forwarded = false
     for (let i = 0; i < raw.length; i += 2) {
@@ -124,7 +132,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       switch (name.length) {
         case 4:
           if (
-            host === '' &&
+            host === undefined &&
             (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')
           ) {
             host = raw[i + 1] as string
@@ -149,9 +157,9 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       }
     }
     try {
-      hostCheck.check(host)
+      hostCheck.check(host ?? '')
     } catch (err) {
-      fail(res, toAgentError(err), head)
+      fail(res, host === undefined && isHttp11(req) ? MISSING_HOST : toAgentError(err), head)
       return
     }
     if (forwarded) {
@@ -184,7 +192,40 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       credentials(req, res)
       return
     }
-    sendError(res, NOT_FOUND, req.method === 'HEAD')
-    if (req.headers[SELF_CHECK_HEADER] !== o.selfCheckNonce) responses.inc(404)
+    // Node's parser is told not to refuse a missing Host (the credential path answers that
+    // itself, as JSON), so every other path does too, as RFC 9112 section 3.2 asks.
+    const err = req.headers.host === undefined && isHttp11(req) ? MISSING_HOST : NOT_FOUND
+    sendError(res, err, req.method === 'HEAD')
+    if (req.headers[SELF_CHECK_HEADER] !== o.selfCheckNonce) responses.inc(err.statusCode)
+  }
+}
+
+function isHttp11(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 1 && req.httpVersionMinor === 1
+}
+
+export type ClientErrorHandler = (err: ClientError, socket: Duplex) => void
+
+/**
+ * The credential listeners' 'clientError' handler: a request Node's parser refused (malformed,
+ * headers over the limit, too slow) gets the same JSON error as every other refusal, is counted
+ * in pod_identity_http_response, and the connection is closed.
+ */
+export function createClientErrorHandler(o: {
+  metrics: AgentMetrics
+  logger: Logger
+}): ClientErrorHandler {
+  const responses = o.metrics.httpResponses
+  const debug = o.logger.isLevelEnabled('debug')
+  return (err, socket) => {
+    const status = sendClientError(socket, err, SERVER_OPTIONS.maxHeaderSize)
+    if (status === undefined) return
+    responses.inc(status)
+    if (debug) {
+      o.logger.debug(
+        { event: 'request_refused', status, code: err.code, error: err.reason },
+        'refused malformed request',
+      )
+    }
   }
 }

@@ -3,6 +3,7 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger } from '../util/logger.js'
 import { createServer } from '../util/node-http.js'
 
@@ -25,12 +26,25 @@ export const SERVER_OPTIONS = {
   maxHeaderSize: 16 * 1024,
 } as const
 
+/** What the credential listeners add to a plain listen(). */
+export interface CredentialListenOptions {
+  /** Answers requests Node's parser refuses; without it, Node's bare responses are sent. */
+  onClientError?: (err: Error, socket: Duplex) => void
+  /** Let a missing Host through to the handler (which answers it). Node's default: refuse it. */
+  requireHostHeader?: boolean
+}
+
 export function listen(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   host: string,
   port: number,
+  opts: CredentialListenOptions = {},
 ): Promise<BoundServer> {
-  const server = createServer({ ...SERVER_OPTIONS, noDelay: true }, handler)
+  const server = createServer(
+    { ...SERVER_OPTIONS, noDelay: true, requireHostHeader: opts.requireHostHeader ?? true },
+    handler,
+  )
+  if (opts.onClientError !== undefined) server.on('clientError', opts.onClientError)
   server.keepAliveTimeout = SERVER_OPTIONS.keepAliveTimeout
   server.headersTimeout = SERVER_OPTIONS.headersTimeout
   server.requestTimeout = SERVER_OPTIONS.requestTimeout
@@ -41,8 +55,8 @@ export function listen(
     }
     const onListening = (): void => {
       server.removeListener('error', onError)
-      // Malformed requests, oversized headers (431) and timeouts (408) are answered by Node's
-      // default clientError handling, which never throws.
+      // Malformed requests, oversized headers (431) and timeouts (408): onClientError when
+      // given, else Node's default clientError handling. Neither throws.
       const addr = server.address() as AddressInfo
       resolve({ server, host: addr.address, port: addr.port })
     }
@@ -58,8 +72,9 @@ export async function bindCredentialListeners(
   hosts: readonly string[],
   port: number,
   logger: Logger,
+  opts: CredentialListenOptions = {},
 ): Promise<BoundServer[]> {
-  const results = await Promise.allSettled(hosts.map((h) => listen(handler, h, port)))
+  const results = await Promise.allSettled(hosts.map((h) => listen(handler, h, port, opts)))
   const bound: BoundServer[] = []
   const failures: string[] = []
   results.forEach((r, i) => {

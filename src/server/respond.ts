@@ -1,7 +1,8 @@
 // Errors become HTTP responses here and only here: JSON `{"Code","Message"}` that every SDK can read.
 
 import type { ServerResponse } from 'node:http'
-import type { AgentError } from '../errors.js'
+import type { Duplex } from 'node:stream'
+import type { AgentError, AgentErrorCode } from '../errors.js'
 
 /** Serialise an error body: `{"Code":"...","Message":"..."}`. */
 export function errorBody(code: string, message: string): Buffer {
@@ -32,4 +33,74 @@ export function sendError(res: ServerResponse, err: AgentError, head: boolean): 
     ...extraHeaders(err),
   ])
   res.end(head ? undefined : body)
+}
+
+/** What Node's HTTP parser reports on a socket it refused to parse further ('clientError'). */
+export interface ClientError extends Error {
+  code?: string
+  /** llhttp's fixed description of a parse error, e.g. "Invalid method encountered". */
+  reason?: string
+}
+
+/** llhttp reasons are fixed texts; anything else is not quoted. */
+const REASON_SYNTAX = /^[A-Za-z0-9 ,.'()_-]{1,120}$/
+
+/** Status, Code and Message for a request Node refused before any handler saw it. */
+export function clientErrorAnswer(
+  err: ClientError,
+  maxHeaderBytes: number,
+): { status: number; code: AgentErrorCode; message: string } {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return {
+        status: 431,
+        code: 'RequestHeaderFieldsTooLarge',
+        message: `Request header fields too large: the limit is ${maxHeaderBytes} bytes`,
+      }
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, code: 'PayloadTooLarge', message: 'Chunk extensions too large' }
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return {
+        status: 408,
+        code: 'RequestTimeout',
+        message: 'Request not received in time: the connection is closed',
+      }
+    default: {
+      const why =
+        err.reason !== undefined && REASON_SYNTAX.test(err.reason)
+          ? err.reason
+          : 'the request could not be parsed'
+      return { status: 400, code: 'BadRequest', message: `Malformed HTTP request: ${why}` }
+    }
+  }
+}
+
+/**
+ * Answers a request Node's parser refused with the JSON error every other refusal gets, then
+ * closes the connection, as Node's own handler does with its bare responses: nothing is written
+ * when the peer is gone or a response on this connection has begun. Returns the status written.
+ */
+export function sendClientError(
+  socket: Duplex,
+  err: ClientError,
+  maxHeaderBytes: number,
+): number | undefined {
+  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent === true) {
+    socket.destroy()
+    return undefined
+  }
+  const { status, code, message } = clientErrorAnswer(err, maxHeaderBytes)
+  const body = errorBody(code, message)
+  const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
+  socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]))
+  socket.destroy()
+  return status
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
 }
