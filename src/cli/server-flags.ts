@@ -217,9 +217,12 @@ export function describeParseError(err: unknown): string {
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
       const flag =
         /(--[A-Za-z0-9-]+)/.exec(msg)?.[1] ?? /'(-[A-Za-z0-9])'/.exec(msg)?.[1] ?? 'a flag'
-      return msg.includes('does not take an argument')
-        ? `flag ${flag} takes no value`
-        : `flag ${flag} needs a value`
+      if (msg.includes('does not take an argument')) return `flag ${flag} takes no value`
+      // `--port -1`: parseArgs will not take a value that starts with a dash after a space
+      if (msg.includes('ambiguous')) {
+        return `flag ${flag} needs a value; to give one that starts with '-', write ${flag}=VALUE`
+      }
+      return `flag ${flag} needs a value`
     }
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
       const m = /'([^']+)'/.exec(msg)

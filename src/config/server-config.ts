@@ -147,17 +147,6 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     )
   }
 
-  // An empty AWS_REGION counts as unset, as in the AWS SDKs.
-  const region = (env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim()) ?? ''
-  if (region === '') {
-    throw new ConfigError(
-      'no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the cluster, e.g. AWS_REGION=us-west-2',
-    )
-  }
-  if (!/^[a-z0-9-]+$/.test(region)) {
-    throw new ConfigError(`AWS_REGION: "${region}" is not a region name; expected e.g. us-west-2`)
-  }
-
   const bindHosts = (raw.bindHosts ?? [...DEFAULT_BIND_HOSTS]).flatMap((v) =>
     v
       .split(',')
@@ -212,6 +201,21 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     maxServiceQps = qps
   }
 
+  const endpoint = parseEndpoint(raw.endpoint)
+  const verbosity = parseLogLevel(raw.verbosity)
+
+  // Checked after the flags, so a bad flag is reported as itself wherever the agent runs.
+  // An empty AWS_REGION counts as unset, as in the AWS SDKs.
+  const region = (env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim()) ?? ''
+  if (region === '') {
+    throw new ConfigError(
+      'no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the cluster, e.g. AWS_REGION=us-west-2',
+    )
+  }
+  if (!/^[a-z0-9-]+$/.test(region)) {
+    throw new ConfigError(`AWS_REGION: "${region}" is not a region name; expected e.g. us-west-2`)
+  }
+
   return {
     clusterName,
     port,
@@ -219,13 +223,13 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     probePort,
     metricsAddress,
     metricsPort,
-    endpoint: parseEndpoint(raw.endpoint),
+    endpoint,
     region,
     maxCacheSize,
     maxCredentialRetentionMs,
     maxServiceQps,
     rotateCredentials: raw.rotateCredentials ?? false,
-    verbosity: parseLogLevel(raw.verbosity),
+    verbosity,
   }
 }
 

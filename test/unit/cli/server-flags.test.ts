@@ -205,6 +205,14 @@ describe('parseServerArgs usage errors', () => {
     expect(usageError(['-p', '--cluster-name', 'x']).message).toContain('-p')
   })
 
+  it('a value that starts with a dash after a space: says how to write it', () => {
+    const e = usageError(['-c', 'x', '--port', '-1'])
+    expect(e.message).toContain(
+      "flag --port needs a value; to give one that starts with '-', write --port=VALUE",
+    )
+    expect(e.message).not.toContain('\n')
+  })
+
   it('a boolean flag takes no value', () => {
     expect(usageError(['--rotate-credentials=yes']).message).toContain(
       'flag --rotate-credentials takes no value',

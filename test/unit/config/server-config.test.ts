@@ -203,6 +203,11 @@ describe('buildServerConfig region', () => {
     )
   })
 
+  it('a bad flag is reported as itself even without a region', () => {
+    expect(configError({ port: '99999' }, {}).message).toContain('--port: "99999" is not a port')
+    expect(configError({ verbosity: 'loud' }, {}).message).toContain('--verbosity')
+  })
+
   it('a malformed region is refused', () => {
     expect(configError({}, { AWS_REGION: 'US West 2' }).message).toContain('AWS_REGION')
   })
