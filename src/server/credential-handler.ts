@@ -1,7 +1,8 @@
 // GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
 // compare for the route, one pass over rawHeaders (no headers object is built), string compares
-// for the Host, a Map lookup by a number made of the token's tail (no string is hashed), and a
-// write of pre-serialised bytes; once a second, the exchange is also kept (exchange-anchor.ts).
+// for the Host, a Map lookup by a number made of the token's tail (no string is hashed), a write
+// of pre-serialised bytes, and two monotonic clock reads for the request duration histogram
+// (about 50 ns each); once a second, the exchange is also kept (exchange-anchor.ts).
 // Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -10,6 +11,7 @@ import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
 import { RequestError, toAgentError } from '../errors.js'
 import type { AgentError } from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
+import { OUTCOME_ERROR, OUTCOME_HIT, OUTCOME_MISS } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { isoTime, rawLineWriter } from '../util/logger.js'
@@ -47,6 +49,11 @@ const MISSING_HOST = new RequestError(
   400,
   'Missing required Host header (HTTP/1.1 requests must carry one)',
 )
+const DUPLICATE_HOST = new RequestError(
+  'BadRequest',
+  400,
+  'More than one Host header: a request must name one address',
+)
 const MISSING_TOKEN = new RequestError('MissingToken', 400, 'Service account token cannot be empty')
 const FORWARDED = new RequestError(
   'AccessDenied',
@@ -57,6 +64,7 @@ const FORWARDED = new RequestError(
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
   const { cache, clock, hostCheck, logger } = o
   const responses = o.metrics.httpResponses
+  const durations = o.metrics.requestDurations
   const trace = logger.isLevelEnabled('trace')
   const debug = logger.isLevelEnabled('debug')
   const writeLine = rawLineWriter(logger)
@@ -70,9 +78,10 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     )
   }
 
-  function fail(res: ServerResponse, err: AgentError, head: boolean): void {
+  function fail(res: ServerResponse, err: AgentError, head: boolean, t0: number): void {
     sendError(res, err, head)
     responses.inc(err.statusCode)
+    durations.observe(OUTCOME_ERROR, clock.monotonicMs() - t0)
     if (debug && err.statusCode < 500) {
       logger.debug(
         { event: 'request_refused', status: err.statusCode, code: err.code, error: err.message },
@@ -92,6 +101,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     token: string,
     nowMs: number,
     head: boolean,
+    t0: number,
   ): Promise<void> {
     // A request for a token whose call is already queued or in flight joins it without parsing
     // the token again (a herd of one pod's workers parses it once).
@@ -102,7 +112,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
         claims = parseToken(token)
         checkTokenTimes(claims, nowMs)
       } catch (err) {
-        fail(res, toAgentError(err), head)
+        fail(res, toAgentError(err), head, t0)
         return
       }
       pending = cache.resolve(token, claims)
@@ -110,32 +120,33 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     try {
       const entry = await pending
       ok(res, entry, head)
+      durations.observe(OUTCOME_MISS, clock.monotonicMs() - t0)
       if (trace) traceServed(entry, clock.now(), 'miss')
     } catch (err) {
-      fail(res, toAgentError(err), head)
+      fail(res, toAgentError(err), head, t0)
     }
   }
 
   function credentials(req: IncomingMessage, res: ServerResponse): void {
+    const t0 = clock.monotonicMs()
     const method = req.method
     const head = method === 'HEAD'
     if (method !== 'GET' && !head) {
-      fail(res, METHOD_NOT_ALLOWED, false)
+      fail(res, METHOD_NOT_ALLOWED, false, t0)
       return
     }
     const raw = req.rawHeaders
     let host: string | undefined
+    let duplicateHost = false
     let token: string | undefined
     let forwarded = false
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string
       switch (name.length) {
         case 4:
-          if (
-            host === undefined &&
-            (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')
-          ) {
-            host = raw[i + 1] as string
+          if (name === 'Host' || name === 'host' || name.toLowerCase() === 'host') {
+            if (host === undefined) host = raw[i + 1] as string
+            else duplicateHost = true
           }
           break
         case 13:
@@ -156,18 +167,22 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
           break
       }
     }
+    if (duplicateHost) {
+      fail(res, DUPLICATE_HOST, head, t0)
+      return
+    }
     try {
       hostCheck.check(host ?? '')
     } catch (err) {
-      fail(res, host === undefined && isHttp11(req) ? MISSING_HOST : toAgentError(err), head)
+      fail(res, host === undefined && isHttp11(req) ? MISSING_HOST : toAgentError(err), head, t0)
       return
     }
     if (forwarded) {
-      fail(res, FORWARDED, head)
+      fail(res, FORWARDED, head, t0)
       return
     }
     if (token === undefined || token === '') {
-      fail(res, MISSING_TOKEN, head)
+      fail(res, MISSING_TOKEN, head, t0)
       return
     }
     const now = clock.now()
@@ -175,10 +190,11 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     const entry = cache.lookup(token, now)
     if (entry !== undefined) {
       ok(res, entry, head)
+      durations.observe(OUTCOME_HIT, clock.monotonicMs() - t0)
       if (trace) traceServed(entry, now, 'hit')
       return
     }
-    void miss(res, token, now, head)
+    void miss(res, token, now, head, t0)
   }
 
   return function handle(req, res) {

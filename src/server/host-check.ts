@@ -50,8 +50,10 @@ export function stripPort(host: string): string {
     return rest === '' || /^:\d*$/.test(rest) ? h.slice(1, end) : h
   }
   const colon = h.indexOf(':')
-  // host:port; a bare IPv6 literal (more than one colon) stays as it is
-  if (colon !== -1 && h.indexOf(':', colon + 1) === -1) return h.slice(0, colon)
+  // host:port, the port digits only; a bare IPv6 literal (more than one colon) stays as it is
+  if (colon !== -1 && h.indexOf(':', colon + 1) === -1 && /^\d*$/.test(h.slice(colon + 1))) {
+    return h.slice(0, colon)
+  }
   return h
 }
 

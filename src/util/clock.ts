@@ -1,6 +1,8 @@
 // The one source of time for the cache, the server and the upstream clients, so tests can drive
 // hours of credential lifetime in milliseconds. Nothing else in src/ reads the wall clock.
 
+import { performance } from 'node:perf_hooks'
+
 export interface TimerHandle {
   cancel(): void
 }
@@ -8,12 +10,15 @@ export interface TimerHandle {
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number
+  /** Milliseconds from an arbitrary start that never go back (durations: a wall clock can jump). */
+  monotonicMs(): number
   /** Run `fn` after `ms` milliseconds of this clock's time. Timers never keep the process alive. */
   setTimer(fn: () => void, ms: number): TimerHandle
 }
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonicMs: () => performance.now(),
   setTimer(fn, ms) {
     const t = setTimeout(fn, ms)
     t.unref()
@@ -32,6 +37,11 @@ export class ManualClock implements Clock {
   }
 
   now(): number {
+    return this.#now
+  }
+
+  /** This clock's time: durations are what advance() adds. */
+  monotonicMs(): number {
     return this.#now
   }
 

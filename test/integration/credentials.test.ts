@@ -233,6 +233,31 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
     expect(q.status).toBe(200)
   })
 
+  it('times every credential request in pod_identity_request_duration_seconds by outcome', async () => {
+    const name = 'pod_identity_request_duration_seconds'
+    const series = async (s: string) => metricValue(await h.metricsText(), `${name}_${s}`) ?? 0
+    const before = {
+      hit: await series('count{outcome="hit"}'),
+      miss: await series('count{outcome="miss"}'),
+      error: await series('count{outcome="error"}'),
+      missUnder100ms: await series('bucket{le="0.1",outcome="miss"}'),
+      missSum: await series('sum{outcome="miss"}'),
+    }
+    h.mock.setFaults({ latencyMs: 150 })
+    const file = await h.tokenFile(await h.mint({ podName: 'timed' }))
+    await h.sdkFetch(file) // a miss: at least the upstream's 150 ms
+    for (let i = 0; i < 4; i++) await h.sdkFetch(file) // hits
+    const refused = await rawGet(h.url, { host: `127.0.0.1:${h.port}` }) // no token
+    expect(refused.status).toBe(400)
+    expect((await series('count{outcome="miss"}')) - before.miss).toBe(1)
+    expect((await series('bucket{le="0.1",outcome="miss"}')) - before.missUnder100ms).toBe(0)
+    expect((await series('sum{outcome="miss"}')) - before.missSum).toBeGreaterThanOrEqual(0.15)
+    expect((await series('count{outcome="hit"}')) - before.hit).toBe(4)
+    expect((await series('count{outcome="error"}')) - before.error).toBe(1)
+    // a hit is answered from memory: well under a second, whatever the machine's load
+    expect(await series('bucket{le="1",outcome="hit"}')).toBe(await series('count{outcome="hit"}'))
+  })
+
   it('counts every response in pod_identity_http_response{code}', async () => {
     const text = await h.metricsText()
     for (const code of ['200', '400', '403', '404', '405', '503']) {

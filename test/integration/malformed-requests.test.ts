@@ -111,6 +111,20 @@ describe('requests Node refuses, and HTTP/1.1 without Host, on a credential list
     }
   })
 
+  it('two Host headers -> 400 BadRequest, whichever comes first', async () => {
+    for (const [first, second] of [
+      ['127.0.0.1', 'evil.com'],
+      ['evil.com', '127.0.0.1'],
+    ]) {
+      const a = await rawExchange(
+        h.port,
+        `GET /v1/credentials HTTP/1.1\r\nHost: ${first}\r\nhost: ${second}\r\nAuthorization: ${token}\r\nConnection: close\r\n\r\n`,
+      )
+      const body = expectJsonError(a, 400, 'BadRequest')
+      expect(body.Message).toBe('More than one Host header: a request must name one address')
+    }
+  })
+
   it('HTTP/1.1 with an empty Host, and HTTP/1.0 without Host -> 403 AccessDenied (not a bind host)', async () => {
     const empty = await rawExchange(
       h.port,

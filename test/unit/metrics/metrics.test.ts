@@ -1,6 +1,13 @@
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { StatusCounter, boundedCode, createMetrics } from '../../../src/metrics/metrics.js'
+import {
+  OUTCOME_ERROR,
+  OUTCOME_HIT,
+  OUTCOME_MISS,
+  StatusCounter,
+  boundedCode,
+  createMetrics,
+} from '../../../src/metrics/metrics.js'
 
 function setup(entries: () => number = () => 0) {
   const registry = new Registry()
@@ -87,6 +94,42 @@ describe('createMetrics', () => {
     ]) {
       expect(text).toContain(line)
     }
+  })
+
+  it('pod_identity_request_duration_seconds: a Prometheus histogram by outcome, cumulative buckets, sum in seconds', async () => {
+    const { registry, metrics } = setup()
+    const d = metrics.requestDurations
+    d.observe(OUTCOME_HIT, 0.004) // 4 us
+    d.observe(OUTCOME_HIT, 0.1) // exactly the first bound (le is inclusive)
+    d.observe(OUTCOME_HIT, 0.3)
+    d.observe(OUTCOME_MISS, 180)
+    d.observe(OUTCOME_MISS, 9000) // over the last bound: +Inf only
+    const text = await registry.metrics()
+    const name = 'pod_identity_request_duration_seconds'
+    expect(text).toContain(`# TYPE ${name} histogram`)
+    for (const line of [
+      `${name}_bucket{le="0.0001",outcome="hit"} 2`,
+      `${name}_bucket{le="0.0005",outcome="hit"} 3`,
+      `${name}_bucket{le="5",outcome="hit"} 3`,
+      `${name}_bucket{le="+Inf",outcome="hit"} 3`,
+      `${name}_count{outcome="hit"} 3`,
+      `${name}_bucket{le="0.1",outcome="miss"} 0`,
+      `${name}_bucket{le="0.25",outcome="miss"} 1`,
+      `${name}_bucket{le="5",outcome="miss"} 1`,
+      `${name}_bucket{le="+Inf",outcome="miss"} 2`,
+      `${name}_sum{outcome="miss"} 9.18`,
+      `${name}_count{outcome="miss"} 2`,
+    ]) {
+      expect(text).toContain(line)
+    }
+    // an outcome with no request yet has no series, as with prom-client's own label sets
+    expect(text).not.toContain('outcome="error"')
+    d.observe(OUTCOME_ERROR, 0.02)
+    expect(await registry.metrics()).toContain(`${name}_count{outcome="error"} 1`)
+    // scrapes do not change it; resetMetrics() empties it
+    expect(await registry.metrics()).toContain(`${name}_count{outcome="hit"} 3`)
+    registry.resetMetrics()
+    expect(await registry.metrics()).not.toContain(`${name}_count`)
   })
 
   it('processMetrics: false registers no process metrics; the default does', async () => {

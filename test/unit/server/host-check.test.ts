@@ -54,6 +54,12 @@ describe('HostCheck (default bind hosts)', () => {
     expect(refusal(DEFAULT, '169.254.170.23:80:90').statusCode).toBe(403)
   })
 
+  it('refuses a port that is not digits', () => {
+    expect(refusal(DEFAULT, '169.254.170.23:abc').statusCode).toBe(403)
+    expect(refusal(DEFAULT, '169.254.170.23:80x').statusCode).toBe(403)
+    expect(() => DEFAULT.check('169.254.170.23:')).not.toThrow() // an empty port, as SplitHostPort
+  })
+
   // Regression: text after the closing bracket used to be ignored, so "[fd00:ec2::23]evil.com" was
   // accepted; the reference (SplitHostPort, then trim the brackets) refuses it.
   it('refuses text after the closing bracket', () => {

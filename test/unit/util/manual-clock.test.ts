@@ -2,6 +2,15 @@ import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../../src/util/clock.js'
 
 describe('ManualClock', () => {
+  it('monotonicMs moves with advance() and set(), never back', () => {
+    const c = new ManualClock(1_000)
+    const t0 = c.monotonicMs()
+    c.advance(250)
+    expect(c.monotonicMs() - t0).toBe(250)
+    c.set(500) // earlier than now: time does not go back
+    expect(c.monotonicMs() - t0).toBe(250)
+  })
+
   it('starts at 2026-01-01T00:00:00Z by default, or where told', () => {
     expect(new ManualClock().now()).toBe(Date.UTC(2026, 0, 1))
     expect(new ManualClock(42).now()).toBe(42)
