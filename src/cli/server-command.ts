@@ -1,7 +1,7 @@
 // `pod-identity-agent server`: flags -> config -> running agent, until SIGTERM/SIGINT.
 
 import { buildServerConfig, ConfigError } from '../config/server-config.js'
-import { parseServerArgs, serverUsage } from './server-flags.js'
+import { nameEnvSource, parseServerArgs, serverUsage } from './server-flags.js'
 import { UsageError } from './usage-error.js'
 
 export async function runServerCommand(argv: string[]): Promise<number> {
@@ -14,7 +14,9 @@ export async function runServerCommand(argv: string[]): Promise<number> {
   try {
     config = buildServerConfig(parsed.raw, process.env)
   } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(`server: ${err.message}`)
+    if (err instanceof ConfigError) {
+      throw new UsageError(`server: ${nameEnvSource(err.message, parsed.fromEnv)}`)
+    }
     throw err
   }
   const { startAgent } = await import('../agent.js')

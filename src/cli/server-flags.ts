@@ -153,7 +153,7 @@ const FALSE = new Set(['0', 'false', 'no', 'off', ''])
 export function parseServerArgs(
   argv: string[],
   env: NodeJS.ProcessEnv,
-): { help: true } | { help: false; raw: RawServerOptions } {
+): { help: true } | { help: false; raw: RawServerOptions; fromEnv: ReadonlySet<string> } {
   const options: Record<
     string,
     { type: 'string' | 'boolean'; short?: string; multiple?: boolean }
@@ -178,9 +178,12 @@ export function parseServerArgs(
   if (values.help === true) return { help: true }
 
   const raw: RawServerOptions = {}
+  /** Flags whose value came from their env var (so an error can name the variable). */
+  const setByEnv = new Set<string>()
   for (const f of SERVER_FLAGS) {
     const fromFlag = values[f.name]
     const fromEnv = env[envName(f.name)]
+    if (fromFlag === undefined && fromEnv !== undefined) setByEnv.add(f.name)
     if (f.type === 'boolean') {
       let v: boolean | undefined = fromFlag === true ? true : undefined
       if (v === undefined && fromEnv !== undefined) {
@@ -202,7 +205,18 @@ export function parseServerArgs(
       ;(raw as Record<string, unknown>)[f.key] = v
     }
   }
-  return { help: false, raw }
+  return { help: false, raw, fromEnv: setByEnv }
+}
+
+/**
+ * A config error about a flag whose value came from its env var names the variable too:
+ * `--port: "abc" ...` -> `POD_IDENTITY_AGENT_PORT (--port): "abc" ...`.
+ */
+export function nameEnvSource(message: string, fromEnv: ReadonlySet<string>): string {
+  const m = /^--([a-z0-9-]+)/.exec(message)
+  const flag = m?.[1]
+  if (flag === undefined || !fromEnv.has(flag)) return message
+  return `${envName(flag)} (--${flag})${message.slice(flag.length + 2)}`
 }
 
 /** node:util parseArgs errors, reworded as one line that names the flag. */

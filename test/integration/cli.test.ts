@@ -34,6 +34,12 @@ describe('server flags', () => {
     ['flag without value', ['-c', 'c1', '--port'], ENV, /flag --port needs a value/],
     ['no region', ['-c', 'c1'], {}, /no AWS region: set AWS_REGION/],
     [
+      'bad value from an env var names the variable',
+      ['-c', 'c1'],
+      { ...ENV, POD_IDENTITY_AGENT_PORT: 'abc' },
+      /server: POD_IDENTITY_AGENT_PORT \(--port\): "abc" is not a port/,
+    ],
+    [
       'wildcard bind host',
       ['-c', 'c1', '-b', '0.0.0.0'],
       ENV,
@@ -73,7 +79,7 @@ describe('server flags', () => {
       'bad env var',
       [],
       { ...ENV, POD_IDENTITY_AGENT_CLUSTER_NAME: 'c1', POD_IDENTITY_AGENT_PORT: 'x' },
-      /--port: "x" is not a port/,
+      /POD_IDENTITY_AGENT_PORT \(--port\): "x" is not a port/,
     ],
   ]
   for (const [name, args, env, re] of bad) {

@@ -5,6 +5,7 @@ import {
   ENV_PREFIX,
   SERVER_FLAGS,
   envName,
+  nameEnvSource,
   parseServerArgs,
   serverUsage,
 } from '../../../src/cli/server-flags.js'
@@ -221,6 +222,31 @@ describe('parseServerArgs usage errors', () => {
 
   it('positional arguments are refused', () => {
     expect(usageError(['-c', 'x', 'extra']).message).toContain('unexpected argument extra')
+  })
+})
+
+describe('nameEnvSource', () => {
+  it('names the env var a bad value came from, and leaves flag values alone', () => {
+    const fromEnv = new Set(['port'])
+    expect(nameEnvSource('--port: "abc" is not a port', fromEnv)).toBe(
+      'POD_IDENTITY_AGENT_PORT (--port): "abc" is not a port',
+    )
+    expect(nameEnvSource('--probe-port: "x" is not a port', fromEnv)).toBe(
+      '--probe-port: "x" is not a port',
+    )
+    expect(nameEnvSource('no AWS region: set AWS_REGION', fromEnv)).toBe(
+      'no AWS region: set AWS_REGION',
+    )
+  })
+
+  it('parseServerArgs reports which flags came from the environment', () => {
+    const parsed = parseServerArgs(['-c', 'x', '--port', '81'], {
+      POD_IDENTITY_AGENT_PORT: '82',
+      POD_IDENTITY_AGENT_MAX_CACHE_SIZE: '5',
+    })
+    expect(parsed.help).toBe(false)
+    if (parsed.help) return
+    expect([...parsed.fromEnv]).toEqual(['max-cache-size'])
   })
 })
 
