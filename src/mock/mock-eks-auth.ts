@@ -201,6 +201,7 @@ export class MockEksAuth {
     this.#sigv4 = new SigV4Checker({
       service: 'eks-auth',
       region: this.#region,
+      now: this.#now,
       ...(options.nodeCredentials !== undefined ? { credentials: options.nodeCredentials } : {}),
     })
     this.#faults = { ...DEFAULT_FAULTS, ...validateFaults(options.faults ?? {}) }

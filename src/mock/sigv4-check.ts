@@ -48,7 +48,12 @@ export interface SigV4CheckOptions {
   region?: string
   /** Known node keys. When set, signatures are fully verified and unknown keys refused. */
   credentials?: readonly NodeCredential[]
+  /** The server's time, epoch ms, for the signing-date check. Default Date.now. */
+  now?: () => number
 }
+
+/** How far a signing date may be from the server's time, as most AWS services allow. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000
 
 export type SigV4CheckResult =
   | { ok: true; accessKeyId: string; verified: boolean }
@@ -113,8 +118,10 @@ export class SigV4Checker {
   readonly #service: string
   readonly #region: string | undefined
   readonly #secrets: Map<string, string> | undefined
+  readonly #now: () => number
 
   constructor(options: SigV4CheckOptions = {}) {
+    this.#now = options.now ?? Date.now
     this.#service = options.service ?? 'eks-auth'
     this.#region = options.region
     this.#secrets =
@@ -168,6 +175,18 @@ export class SigV4Checker {
         'InvalidSignatureException',
         `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: ` +
           `'${parsed.date}' != '${amzDate.slice(0, 8)}', from '${amzDate}'.`,
+      )
+    }
+    // AWS refuses a signature whose date is more than 5 minutes from its own clock.
+    const nowMs = this.#now()
+    const skewMs = signingDate.getTime() - nowMs
+    if (Math.abs(skewMs) > MAX_CLOCK_SKEW_MS) {
+      const at = (ms: number) => new Date(ms).toISOString().replace(/[-:]|\.\d{3}/g, '')
+      return failK(
+        'InvalidSignatureException',
+        skewMs < 0
+          ? `Signature expired: ${amzDate} is now earlier than ${at(nowMs - MAX_CLOCK_SKEW_MS)} (${at(nowMs)} - 5 min.)`
+          : `Signature not yet current: ${amzDate} is still later than ${at(nowMs + MAX_CLOCK_SKEW_MS)} (${at(nowMs)} + 5 min.)`,
       )
     }
     if (parsed.service !== this.#service) {

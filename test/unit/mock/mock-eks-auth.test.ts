@@ -27,6 +27,8 @@ interface CallOptions {
   path?: string
   method?: string
   sign?: false | { accessKeyId: string; secretAccessKey: string }
+  /** Signing time, epoch ms (a mock on an injected clock checks it against that clock). */
+  signedAt?: number
 }
 
 interface CallResult {
@@ -48,16 +50,19 @@ async function call(base: string, opts: CallOptions): Promise<CallResult> {
       credentials: opts.sign ?? NODE_KEY,
       sha256: Hash.bind(null, 'sha256'),
     })
-    const signed = await signer.sign({
-      method,
-      protocol: 'http:',
-      hostname: url.hostname,
-      port: Number(url.port),
-      path,
-      query: {},
-      headers,
-      body,
-    })
+    const signed = await signer.sign(
+      {
+        method,
+        protocol: 'http:',
+        hostname: url.hostname,
+        port: Number(url.port),
+        path,
+        query: {},
+        headers,
+        body,
+      },
+      opts.signedAt === undefined ? undefined : { signingDate: new Date(opts.signedAt) },
+    )
     headers = signed.headers
   }
   const res = await request(`${base}${path}`, {
@@ -195,7 +200,7 @@ describe('MockEksAuth', () => {
     const t0 = Date.UTC(2026, 0, 1)
     const url = await startExtra({ now: () => t0 + 25 * 3600_000 })
     const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app', nowMs: t0 })
-    const res = await call(url, { token })
+    const res = await call(url, { token, signedAt: t0 + 25 * 3600_000 })
     expect(res.status).toBe(400)
     expect(res.json.__type).toBe('ExpiredTokenException')
   })
@@ -210,11 +215,11 @@ describe('MockEksAuth', () => {
       notBeforeMs: now + 60_000,
       expiresInSeconds: 3600,
     })
-    expect((await call(url, { token })).json.__type).toBe('InvalidTokenException')
+    expect((await call(url, { token, signedAt: now })).json.__type).toBe('InvalidTokenException')
     now += 120_000
-    expect((await call(url, { token })).status).toBe(200)
+    expect((await call(url, { token, signedAt: now })).status).toBe(200)
     now += 3600_000
-    expect((await call(url, { token })).json.__type).toBe('ExpiredTokenException')
+    expect((await call(url, { token, signedAt: now })).json.__type).toBe('ExpiredTokenException')
   })
 
   it('answers 400 InvalidTokenException for another key, audience or issuer', async () => {
@@ -298,11 +303,28 @@ describe('MockEksAuth', () => {
     expect(get.json.__type).toBe('UnknownOperationException')
   })
 
+  it('refuses a signature more than 5 minutes from its clock, as AWS does (403 InvalidSignatureException)', async () => {
+    const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app' })
+    const old = await call(base, { token, signedAt: Date.now() - 6 * 60_000 })
+    expect(old.status).toBe(403)
+    expect(old.json.__type).toBe('InvalidSignatureException')
+    expect(old.json.message).toMatch(
+      /^Signature expired: \d{8}T\d{6}Z is now earlier than \d{8}T\d{6}Z \(\d{8}T\d{6}Z - 5 min\.\)$/,
+    )
+    const ahead = await call(base, { token, signedAt: Date.now() + 6 * 60_000 })
+    expect(ahead.status).toBe(403)
+    expect(ahead.json.message).toMatch(/^Signature not yet current: /)
+    // within the allowance: served
+    expect((await call(base, { token, signedAt: Date.now() - 4 * 60_000 })).status).toBe(200)
+  })
+
   it('throttles with a token bucket (rate = burst = throttleQps)', async () => {
     const t = Date.UTC(2026, 0, 1)
     const url = await startExtra({ now: () => t, faults: { throttleQps: 5 } })
     const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app', nowMs: t })
-    const results = await Promise.all(Array.from({ length: 20 }, () => call(url, { token })))
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => call(url, { token, signedAt: t })),
+    )
     const statuses = results.map((r) => r.status)
     expect(statuses.filter((s) => s === 200)).toHaveLength(5)
     const throttled = results.filter((r) => r.status === 429)
