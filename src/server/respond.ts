@@ -3,6 +3,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AgentError, AgentErrorCode } from '../errors.js'
+import { STATUS_CODES } from '../util/node-http.js'
 
 /** Serialise an error body: `{"Code":"...","Message":"..."}`. */
 export function errorBody(code: string, message: string): Buffer {
@@ -92,15 +93,8 @@ export function sendClientError(
   }
   const { status, code, message } = clientErrorAnswer(err, maxHeaderBytes)
   const body = errorBody(code, message)
-  const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
+  const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
   socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]))
   socket.destroy()
   return status
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  413: 'Payload Too Large',
-  431: 'Request Header Fields Too Large',
 }

@@ -3,7 +3,7 @@
 // Messages never contain credential values, and never a non-JSON body (it may be a proxy's page).
 
 import { InvalidUpstreamResponseError, UpstreamError } from '../errors.js'
-import { redactSecrets } from '../util/redact.js'
+import { secretRedactor } from '../util/redact.js'
 import type { PodCredentials } from './types.js'
 
 /** Largest response body the client reads, in bytes. */
@@ -110,8 +110,9 @@ export function parseErrorResponse(
   body: Uint8Array | string | undefined,
   secrets: readonly (string | undefined)[] = [],
 ): UpstreamError {
+  const redact = secretRedactor(secrets)
   const rawRequestId = requestIdFrom(headers)
-  const requestId = rawRequestId === undefined ? undefined : redactSecrets(rawRequestId, secrets)
+  const requestId = rawRequestId === undefined ? undefined : redact(rawRequestId)
   const fault = statusCode >= 500 ? 'server' : 'client'
   const headerType = getHeader(headers, 'x-amzn-errortype')
 
@@ -146,11 +147,10 @@ export function parseErrorResponse(
         }
       }
       const m = findKey(parsed, 'message')
-      if (typeof m === 'string' && m.trim() !== '')
-        message = cleanMessage(redactSecrets(m, secrets))
+      if (typeof m === 'string' && m.trim() !== '') message = cleanMessage(redact(m))
     }
   }
-  if (code !== undefined && redactSecrets(code, secrets) !== code) code = 'UnknownError'
+  if (code !== undefined && redact(code) !== code) code = 'UnknownError'
 
   return new UpstreamError({
     statusCode,

@@ -12,4 +12,4 @@ import { createRequire } from 'node:module'
 
 const http = createRequire(import.meta.url)('node:http') as typeof Http
 
-export const { createServer, request } = http
+export const { STATUS_CODES, createServer, request } = http

@@ -16,14 +16,23 @@ export const REDACTED = '[redacted]'
  * lengths of the text and the secrets; secrets shorter than 16 characters are ignored.
  */
 export function redactSecrets(text: string, secrets: readonly (string | undefined)[]): string {
+  return secretRedactor(secrets)(text)
+}
+
+/**
+ * redactSecrets for several texts and the same secrets: the secrets' pieces are collected once,
+ * on the first text that has a run long enough to hold one.
+ */
+export function secretRedactor(secrets: readonly (string | undefined)[]): (text: string) => string {
   let pieces: Set<string> | undefined
-  return text.replace(RUN, (run) => {
-    pieces ??= piecesOf(secrets)
-    for (let i = 0; i + PIECE <= run.length; i++) {
-      if (pieces.has(run.slice(i, i + PIECE))) return REDACTED
-    }
-    return run
-  })
+  return (text) =>
+    text.replace(RUN, (run) => {
+      pieces ??= piecesOf(secrets)
+      for (let i = 0; i + PIECE <= run.length; i++) {
+        if (pieces.has(run.slice(i, i + PIECE))) return REDACTED
+      }
+      return run
+    })
 }
 
 function piecesOf(secrets: readonly (string | undefined)[]): Set<string> {
