@@ -1,27 +1,31 @@
-// Every failure the agent can answer with is an AgentError: a stable `code` (the JSON body's
-// `Code`), an HTTP `statusCode`, and a message that is safe to show a pod (never a token or secret).
+// Every failure the agent answers with is an AgentError: a stable `code` (the JSON body's `Code`),
+// an HTTP `statusCode`, and a message that is safe to show a pod (never a token or a secret).
+// One class per condition; the status of each of the agent's own codes is set in STATUS alone.
 
-/** Codes the agent itself produces. Upstream errors carry the upstream's own code instead. */
-export const AGENT_ERROR_CODES = [
-  'MissingToken',
-  'MalformedToken',
-  'InvalidTokenClaims',
-  'AccessDenied',
-  'NotFound',
-  'MethodNotAllowed',
-  'BadRequest',
-  'RequestTimeout',
-  'PayloadTooLarge',
-  'RequestHeaderFieldsTooLarge',
-  'UpstreamUnreachable',
-  'UpstreamTimeout',
-  'UpstreamThrottled',
-  'InvalidUpstreamResponse',
-  'NodeCredentialsUnavailable',
-  'InternalError',
-] as const
+/** The agent's own codes and their HTTP status. Upstream errors carry the upstream's code. */
+const STATUS = {
+  MissingToken: 400,
+  MalformedToken: 400,
+  InvalidTokenClaims: 400,
+  AccessDenied: 403,
+  NotFound: 404,
+  MethodNotAllowed: 405,
+  BadRequest: 400,
+  RequestTimeout: 408,
+  PayloadTooLarge: 413,
+  RequestHeaderFieldsTooLarge: 431,
+  UpstreamUnreachable: 502,
+  UpstreamTimeout: 504,
+  UpstreamThrottled: 503,
+  InvalidUpstreamResponse: 502,
+  NodeCredentialsUnavailable: 500,
+  InternalError: 500,
+} as const
 
-export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number]
+export type AgentErrorCode = keyof typeof STATUS
+
+/** Every code the agent itself produces (the README's error table lists each one). */
+export const AGENT_ERROR_CODES = Object.keys(STATUS) as readonly AgentErrorCode[]
 
 export class AgentError extends Error {
   /** Value of the `Code` field of the JSON error body. */
@@ -38,126 +42,202 @@ export class AgentError extends Error {
     options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
     super(message, options)
-    this.name = 'AgentError'
+    this.name = new.target.name
     this.code = code
     this.statusCode = statusCode
     this.retryAfterSeconds = options?.retryAfterSeconds
   }
 }
 
-/** A request the agent refuses before any upstream call (bad token, bad host, bad path...). */
-export class RequestError extends AgentError {
-  constructor(code: AgentErrorCode, statusCode: number, message: string) {
-    super(code, statusCode, message)
-    this.name = 'RequestError'
+/** An error of the agent's own: its status follows from its code. */
+class LocalError extends AgentError {
+  constructor(
+    code: AgentErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
+    super(code, STATUS[code], message, options)
   }
 }
 
-export type Fault = 'client' | 'server' | 'unknown'
+export class MissingTokenError extends LocalError {
+  constructor() {
+    super('MissingToken', 'Service account token cannot be empty')
+  }
+}
+
+/** Not a JWT the agent can read; `reason` continues golang-jwt's text (`token is malformed: ...`). */
+export class MalformedTokenError extends LocalError {
+  constructor(reason: string) {
+    super('MalformedToken', `Service account token cannot be parsed: ${reason}`)
+  }
+}
+
+/** The token's times (`exp`, `nbf`) refuse it now. */
+export class InvalidTokenClaimsError extends LocalError {
+  constructor(problems: readonly string[]) {
+    super(
+      'InvalidTokenClaims',
+      `Service account token failed basic claim validations: ${problems.join(', ')}`,
+    )
+  }
+}
+
+/** The Host header names none of the addresses the agent serves on (DNS rebinding). */
+export class ForeignHostError extends LocalError {
+  constructor(allowed: readonly string[], host: string) {
+    super(
+      'AccessDenied',
+      `Access Denied. Called agent through invalid address, please use either [${allowed.join(' ')}] address not ${host.slice(0, 255)}`,
+    )
+  }
+}
+
+/** The request was relayed by a proxy (X-Forwarded-For or Forwarded). */
+export class RelayedRequestError extends LocalError {
+  constructor() {
+    super(
+      'AccessDenied',
+      'Access Denied. Requests relayed through a proxy (X-Forwarded-For or Forwarded header) are not accepted',
+    )
+  }
+}
+
+export class NotFoundError extends LocalError {
+  constructor() {
+    super('NotFound', '404 page not found')
+  }
+}
+
+export class MethodNotAllowedError extends LocalError {
+  constructor() {
+    super('MethodNotAllowed', 'Method not allowed: use GET /v1/credentials')
+  }
+}
+
+/** Not a request HTTP allows: unparseable, no Host on HTTP/1.1, two Host headers. */
+export class BadRequestError extends LocalError {
+  constructor(message: string) {
+    super('BadRequest', message)
+  }
+}
+
+export class RequestTimeoutError extends LocalError {
+  constructor() {
+    super('RequestTimeout', 'Request not received in time: the connection is closed')
+  }
+}
+
+export class PayloadTooLargeError extends LocalError {
+  constructor(message: string) {
+    super('PayloadTooLarge', message)
+  }
+}
+
+export class HeaderFieldsTooLargeError extends LocalError {
+  constructor(limitBytes: number) {
+    super(
+      'RequestHeaderFieldsTooLarge',
+      `Request header fields too large: the limit is ${limitBytes} bytes`,
+    )
+  }
+}
 
 /**
- * EKS Auth (or STS) answered with an error. `statusCode` is the upstream's HTTP status, passed
- * through to the pod as the reference agent does; `code` is the sanitised upstream error code.
+ * An upstream (EKS Auth, STS) answered with an error. `statusCode` is the upstream's status,
+ * passed through to the pod as the reference agent does; `code` is the sanitised upstream code.
  */
 export class UpstreamError extends AgentError {
   readonly requestId: string | undefined
-  readonly fault: Fault
+  readonly fault: 'client' | 'server'
   readonly upstreamMessage: string
+  /** The upstream judged this token: the same token can never succeed (evict, do not retry). */
+  readonly irrecoverable: boolean
 
   constructor(opts: {
     statusCode: number
     code: string
     message: string
     requestId?: string | undefined
-    fault: Fault
+    irrecoverable: boolean
   }) {
-    // Same text layout as the reference agent: "[requestId]: (Code): message, fault: client"
+    const fault = opts.statusCode >= 500 ? 'server' : 'client'
+    // The reference agent's layout: "[requestId]: (Code): message, fault: client"
     const prefix = opts.requestId !== undefined ? `[${opts.requestId}]: ` : ''
-    super(
-      opts.code,
-      opts.statusCode,
-      `${prefix}(${opts.code}): ${opts.message}, fault: ${opts.fault}`,
-    )
-    this.name = 'UpstreamError'
+    super(opts.code, opts.statusCode, `${prefix}(${opts.code}): ${opts.message}, fault: ${fault}`)
     this.requestId = opts.requestId
-    this.fault = opts.fault
+    this.fault = fault
     this.upstreamMessage = opts.message
+    this.irrecoverable = opts.irrecoverable
   }
 }
 
-/** The upstream could not be reached (DNS, refused, reset, TLS): 502. */
-export class UpstreamUnreachableError extends AgentError {
+/** The upstream could not be reached (DNS, refused, reset, TLS). */
+export class UpstreamUnreachableError extends LocalError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('UpstreamUnreachable', 502, message, options)
-    this.name = 'UpstreamUnreachableError'
+    super('UpstreamUnreachable', message, options)
   }
 }
 
-/** The upstream did not answer in time: 504. */
-export class UpstreamTimeoutError extends AgentError {
+/** The upstream did not answer in time. */
+export class UpstreamTimeoutError extends LocalError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('UpstreamTimeout', 504, message, options)
-    this.name = 'UpstreamTimeoutError'
+    super('UpstreamTimeout', message, options)
   }
 }
 
 /**
- * The call for these credentials waits in the upstream gate's paced queue (EKS Auth is throttling
- * this node) and will not start soon enough for this request: 503 with `Retry-After`. The call
- * stays queued; the client's retry finds its result.
+ * The call for these credentials waits in a paced queue (EKS Auth is throttling this node) and
+ * will not start soon enough for this request. The call stays queued; the retry finds its result.
  */
-export class UpstreamQueuedError extends AgentError {
+export class UpstreamQueuedError extends LocalError {
   constructor(etaMs: number) {
     const seconds = Math.min(60, Math.max(1, Math.ceil(etaMs / 1000)))
     super(
       'UpstreamThrottled',
-      503,
       `EKS Auth is throttling this node's calls; the call for these credentials is queued and ` +
         `should run within about ${seconds} s: retry after ${seconds} s`,
       { retryAfterSeconds: seconds },
     )
-    this.name = 'UpstreamQueuedError'
   }
 }
 
-/** The upstream answered 2xx with something that is not usable credentials: 502. */
-export class InvalidUpstreamResponseError extends AgentError {
+/** More upstream calls are queued than the agent keeps. */
+export class QueueFullError extends LocalError {
+  constructor() {
+    super('UpstreamThrottled', 'too many EKS Auth calls are queued on this node: retry after 5 s', {
+      retryAfterSeconds: 5,
+    })
+  }
+}
+
+/** The upstream answered 2xx with something that is not usable credentials. */
+export class InvalidUpstreamResponseError extends LocalError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('InvalidUpstreamResponse', 502, message, options)
-    this.name = 'InvalidUpstreamResponseError'
+    super('InvalidUpstreamResponse', message, options)
   }
 }
 
-/** The node's own AWS credentials (used to sign upstream calls) could not be loaded: 500. */
-export class NodeCredentialsError extends AgentError {
+/** The node's own AWS credentials (used to sign upstream calls) could not be loaded. */
+export class NodeCredentialsError extends LocalError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('NodeCredentialsUnavailable', 500, message, options)
-    this.name = 'NodeCredentialsError'
+    super('NodeCredentialsUnavailable', message, options)
   }
 }
 
-/**
- * Upstream error codes after which retrying the same token can never succeed: the cache evicts
- * the entry at once (the reference agent's list, plus the other modelled 400 errors).
- */
-const IRRECOVERABLE_CODES: ReadonlySet<string> = new Set([
-  'AccessDeniedException',
-  'ExpiredTokenException',
-  'InvalidTokenException',
-  'ResourceNotFoundException',
-  'InvalidParameterException',
-  'InvalidRequestException',
-])
+/** Anything unexpected: a generic 500 that reveals nothing (the cause stays in the log). */
+export class InternalError extends LocalError {
+  constructor(cause: unknown) {
+    super('InternalError', 'Internal error while getting credentials', { cause })
+  }
+}
 
 /** True when an upstream answer means "this token will never work": evict, do not retry. */
 export function isIrrecoverable(err: unknown): boolean {
-  return err instanceof UpstreamError && IRRECOVERABLE_CODES.has(err.code)
+  return err instanceof UpstreamError && err.irrecoverable
 }
 
-/** Anything that is not an AgentError becomes a generic 500 that reveals nothing. */
+/** Anything that is not an AgentError becomes an InternalError. */
 export function toAgentError(err: unknown): AgentError {
-  if (err instanceof AgentError) return err
-  return new AgentError('InternalError', 500, 'Internal error while getting credentials', {
-    cause: err,
-  })
+  return err instanceof AgentError ? err : new InternalError(err)
 }

@@ -1,9 +1,7 @@
 #!/usr/bin/env node
 // Process edge: pick the subcommand, run it, turn any start-up problem into one clear line.
 
-import { UsageError } from './cli/usage-error.js'
-import { pinTickObjectMap } from './util/tick-object-map.js'
-import { compileWithoutMaglev } from './util/v8-memory.js'
+import { ConfigError } from './config/values.js'
 import { VERSION } from './version.js'
 
 const USAGE = `Usage: pod-identity-agent <command> [flags]
@@ -22,18 +20,12 @@ async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
     case 'server':
-      // First, before loading the agent's modules can bring on a full GC: the hit path's
-      // process.nextTick calls stay on V8's fast path for the life of the process.
-      pinTickObjectMap()
-      // And before they get hot: no Maglev compiles, whose zones would grow glibc's heap.
-      compileWithoutMaglev()
       return (await import('./cli/server-command.js')).runServerCommand(rest)
     case 'mock-eks-auth':
       return (await import('./cli/mock-eks-auth-command.js')).runMockEksAuthCommand(rest)
     case 'token':
       return (await import('./cli/token-command.js')).runTokenCommand(rest)
     case 'dev':
-      compileWithoutMaglev()
       return (await import('./cli/dev-command.js')).runDevCommand(rest)
     case 'initialize':
     case 'init':
@@ -49,7 +41,7 @@ async function run(argv: string[]): Promise<number> {
       console.log(USAGE)
       return command === undefined ? 2 : 0
     default:
-      throw new UsageError(
+      throw new ConfigError(
         `unknown command "${command}"; expected one of server, initialize, mock-eks-auth, token, dev, version (see pod-identity-agent --help)`,
       )
   }
@@ -62,7 +54,7 @@ run(process.argv.slice(2)).then(
     setTimeout(() => process.exit(code), 2000).unref()
   },
   (err: unknown) => {
-    if (err instanceof UsageError) {
+    if (err instanceof ConfigError) {
       console.error(`pod-identity-agent: ${err.message}`)
       process.exitCode = 2
     } else {

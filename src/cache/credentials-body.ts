@@ -1,6 +1,6 @@
 // The 200 body, serialised once per fetch so that a cache hit writes bytes and nothing else.
 
-import type { PodCredentials } from '../upstream/types.js'
+import type { IssuedCredentials } from '../upstream/types.js'
 
 /**
  * RFC 3339 UTC ending in `Z`, trailing zero fractions dropped like Go's RFC3339Nano
@@ -12,7 +12,7 @@ export function formatExpiration(ms: number): string {
 }
 
 /** `{"AccessKeyId","SecretAccessKey","Token","AccountId","Expiration"}` in this exact order. */
-export function serializeCredentials(c: PodCredentials): Buffer {
+export function serializeCredentials(c: IssuedCredentials): Buffer {
   return ownBuffer(
     JSON.stringify({
       AccessKeyId: c.accessKeyId,
@@ -22,6 +22,11 @@ export function serializeCredentials(c: PodCredentials): Buffer {
       Expiration: formatExpiration(c.expirationMs),
     }),
   )
+}
+
+/** The headers of a hit that writes `body`, as a flat [name, value, ...] list. */
+export function hitHeaders(body: Buffer): string[] {
+  return ['Content-Type', 'application/json', 'Content-Length', String(body.length)]
 }
 
 /**

@@ -6,11 +6,9 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
-import type { ServerConfig } from '../config/server-config.js'
-import { LOG_LEVELS } from '../config/server-config.js'
-import { describeParseError } from './server-flags.js'
-import { UsageError } from './usage-error.js'
+import { buildServerConfig } from '../config/server-config.js'
+import { ConfigError, parseLogLevel, parsePort } from '../config/values.js'
+import { parseFlags } from './flags.js'
 
 const USAGE = `Usage: pod-identity-agent dev [flags]
 
@@ -28,42 +26,40 @@ Flags:
   -v, --verbosity LEVEL    agent log level (default warn)
   -h, --help               show this help`
 
+function printEnv(credentialsUrl: string, tokenFile: string): void {
+  console.log(`  export AWS_CONTAINER_CREDENTIALS_FULL_URI=${credentialsUrl}`)
+  console.log(`  export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${tokenFile}`)
+}
+
+function inCommand<T>(parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`dev: ${err.message}`)
+    throw err
+  }
+}
+
 function mask(secret: string): string {
   return `${'*'.repeat(8)} (${secret.length} characters, not shown)`
 }
 
 export async function runDevCommand(argv: string[]): Promise<number> {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        port: { type: 'string', default: '0' },
-        namespace: { type: 'string', default: 'default' },
-        'service-account': { type: 'string', default: 'demo' },
-        'role-arn': { type: 'string', default: 'arn:aws:iam::111122223333:role/demo-app' },
-        once: { type: 'boolean', default: false },
-        verbosity: { type: 'string', short: 'v', default: 'warn' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }))
-  } catch (err) {
-    throw new UsageError(`dev: ${describeParseError(err)} (see pod-identity-agent dev --help)`)
-  }
+  const values = parseFlags('dev', argv, {
+    port: { type: 'string', default: '0' },
+    namespace: { type: 'string', default: 'default' },
+    'service-account': { type: 'string', default: 'demo' },
+    'role-arn': { type: 'string', default: 'arn:aws:iam::111122223333:role/demo-app' },
+    once: { type: 'boolean', default: false },
+    verbosity: { type: 'string', short: 'v', default: 'warn' },
+    help: { type: 'boolean', short: 'h' },
+  })
   if (values.help === true) {
     console.log(USAGE)
     return 0
   }
-  const port = Number(values.port)
-  if (!/^\d+$/.test(values.port) || port > 65535) {
-    throw new UsageError(`dev: --port "${values.port}" is not a port; expected an integer 0-65535`)
-  }
-  if (!(LOG_LEVELS as readonly string[]).includes(values.verbosity)) {
-    throw new UsageError(
-      `dev: --verbosity "${values.verbosity}" is not one of ${LOG_LEVELS.join(', ')}`,
-    )
-  }
+  const port = inCommand(() => parsePort('--port', values.port))
+  const verbosity = inCommand(() => parseLogLevel('--verbosity', values.verbosity))
   const namespace = values.namespace
   const serviceAccount = values['service-account']
 
@@ -77,7 +73,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   ] = await Promise.all([
     import('../mock/token-issuer.js'),
     import('../mock/mock-eks-auth.js'),
-    import('../mock/associations.js'),
+    import('../associations/associations.js'),
     import('../agent.js'),
     import('../node-credentials/default-chain.js'),
     import('@aws-sdk/credential-provider-http'),
@@ -92,7 +88,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
       'dev flags',
     )
   } catch (err) {
-    throw new UsageError(`dev: ${(err as Error).message}`)
+    throw new ConfigError(`dev: ${(err as Error).message}`)
   }
 
   const clusterName = 'dev-cluster'
@@ -119,28 +115,26 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   }
   await writeToken()
 
-  const config: ServerConfig = {
-    clusterName,
-    port,
-    bindHosts: ['127.0.0.1'],
-    probePort: 0,
-    metricsAddress: '127.0.0.1',
-    metricsPort: 0,
-    endpoint: mockUrl,
-    region,
-    maxCacheSize: 2000,
-    maxCredentialRetentionMs: 3 * 3_600_000,
-    maxServiceQps: 3,
-    rotateCredentials: false,
-    verbosity: values.verbosity as ServerConfig['verbosity'],
-  }
+  const config = buildServerConfig(
+    {
+      clusterName,
+      port: String(port),
+      bindHosts: ['127.0.0.1'],
+      probePort: '0',
+      metricsAddress: '127.0.0.1',
+      metricsPort: '0',
+      endpoint: mockUrl,
+      verbosity,
+    },
+    { AWS_REGION: region },
+  )
   let agent
   try {
     agent = await startAgent(config, { nodeCredentials: staticNodeCredentials(nodeKey) })
   } catch (err) {
     await mock.stop()
     await rm(dir, { recursive: true, force: true })
-    throw new UsageError(`dev: ${(err as Error).message}`)
+    throw new ConfigError(`dev: ${(err as Error).message}`)
   }
   const listener = agent.listeners[0] as { host: string; port: number }
   const credentialsUrl = `http://${listener.host}:${listener.port}/v1/credentials`
@@ -149,11 +143,11 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   const rotation = setInterval(() => void writeToken(), 3_600_000)
   rotation.unref()
 
-  const cleanup = async (): Promise<void> => {
+  const cleanup = async ({ keepTokenFile = false } = {}): Promise<void> => {
     clearInterval(rotation)
     await agent.close(1000)
     await mock.stop()
-    await rm(dir, { recursive: true, force: true })
+    if (!keepTokenFile) await rm(dir, { recursive: true, force: true })
   }
 
   console.log('pod-identity-agent dev: everything runs on this machine; the credentials are fake.')
@@ -191,16 +185,21 @@ export async function runDevCommand(argv: string[]): Promise<number> {
     return 1
   }
   console.log('')
-  console.log('Point your own SDK at it (from any shell on this machine):')
-  console.log(`  export AWS_CONTAINER_CREDENTIALS_FULL_URI=${credentialsUrl}`)
-  console.log(`  export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${tokenFile}`)
-
   if (values.once === true) {
-    await cleanup()
+    await cleanup({ keepTokenFile: true })
+    console.log('A pod finds the agent through these two variables:')
+    printEnv(credentialsUrl, tokenFile)
+    console.log('')
+    console.log(
+      '--once: the agent and the mock have stopped (run without --once to keep them serving).',
+    )
+    console.log(`The token file stays at ${tokenFile}, to inspect; delete it when done.`)
     return 0
   }
+  console.log('Point your own SDK at it (from any shell on this machine):')
+  printEnv(credentialsUrl, tokenFile)
   console.log('')
-  console.log('Serving until Ctrl-C.')
+  console.log('Serving until Ctrl-C (the token file is removed then).')
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())

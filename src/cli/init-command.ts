@@ -1,21 +1,11 @@
 // `pod-identity-agent initialize` (alias `init`): the DaemonSet's init container.
 
-import { parseArgs } from 'node:util'
+import { ConfigError } from '../config/values.js'
 import { InitError, initLink, IPV4_ADDRESS, IPV6_ADDRESS, LINK_NAME } from '../netlink/init-link.js'
-import { describeParseError } from './server-flags.js'
-import { UsageError } from './usage-error.js'
+import { parseFlags } from './flags.js'
 
 export async function runInitCommand(argv: string[]): Promise<number> {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      options: { help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }))
-  } catch (err) {
-    throw new UsageError(`initialize: ${describeParseError(err)}`)
-  }
+  const values = parseFlags('initialize', argv, { help: { type: 'boolean', short: 'h' } })
   if (values.help === true) {
     console.log(`Usage: pod-identity-agent initialize
 
@@ -30,7 +20,7 @@ in the host network namespace and the 'ip' command (iproute2).`)
     console.log(`${LINK_NAME} ${created ? 'created' : 'already present'}; ${IPV4_ADDRESS} up`)
     return 0
   } catch (err) {
-    if (err instanceof InitError) throw new UsageError(`initialize: ${err.message}`)
+    if (err instanceof InitError) throw new ConfigError(`initialize: ${err.message}`)
     throw err
   }
 }

@@ -2,11 +2,11 @@
 
 import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, type JSONWebKeySet } from 'jose'
+import { AssociationsError, loadAssociationsFile } from '../associations/associations.js'
 import { parseDurationMs } from '../config/duration.js'
-import { AssociationsError, loadAssociationsFile } from '../mock/associations.js'
+import { ConfigError, isRegionName, parseClusterName, parsePort } from '../config/values.js'
 import { MockEksAuth, type Faults } from '../mock/mock-eks-auth.js'
-import { parseFlags } from './token-command.js'
-import { UsageError } from './usage-error.js'
+import { parseFlags } from './flags.js'
 
 export const MOCK_EKS_AUTH_USAGE = `Usage: pod-identity-agent mock-eks-auth --associations FILE --jwks FILE [options]
 
@@ -60,12 +60,12 @@ export interface MockEksAuthCommandOptions {
   env?: NodeJS.ProcessEnv
 }
 
-/** Run the mock until SIGINT/SIGTERM; returns the exit code. @throws UsageError on bad flags or files. */
+/** Run the mock until SIGINT/SIGTERM; returns the exit code. @throws ConfigError on bad flags or files. */
 export async function runMockEksAuthCommand(
   argv: string[],
   options: MockEksAuthCommandOptions = {},
 ): Promise<number> {
-  const values = parseFlags(argv, OPTIONS, 'mock-eks-auth')
+  const values = parseFlags('mock-eks-auth', argv, OPTIONS)
   if (values.help === true) {
     console.log(MOCK_EKS_AUTH_USAGE)
     return 0
@@ -73,30 +73,21 @@ export async function runMockEksAuthCommand(
   const env = options.env ?? process.env
   const associationsFile = values.associations
   if (associationsFile === undefined || associationsFile === '') {
-    throw new UsageError('--associations is required: a JSON or YAML associations file')
+    throw new ConfigError('--associations is required: a JSON or YAML associations file')
   }
   const jwksFile = values.jwks
   if (jwksFile === undefined || jwksFile === '') {
-    throw new UsageError(
+    throw new ConfigError(
       '--jwks is required: the public JWKS tokens are signed with (token --jwks-out)',
     )
   }
 
-  const port = values.port === undefined ? 8080 : Number(values.port)
-  if (!/^\d+$/.test(values.port ?? '0') || !Number.isInteger(port) || port > 65_535) {
-    throw new UsageError(
-      `--port ${JSON.stringify(values.port)} is not a port number from 0 to 65535`,
-    )
-  }
+  const port = values.port === undefined ? 8080 : parsePort('--port', values.port)
   const clusterName = values['cluster-name']
-  if (clusterName !== undefined && !/^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/.test(clusterName)) {
-    throw new UsageError(
-      `--cluster-name ${JSON.stringify(clusterName)} is not a cluster name (letters, digits, '-' and '_', 1 to 100)`,
-    )
-  }
+  if (clusterName !== undefined) parseClusterName('--cluster-name', clusterName)
   const region = values.region ?? 'us-west-2'
-  if (!/^[a-z0-9-]+$/.test(region)) {
-    throw new UsageError(`--region ${JSON.stringify(region)} is not a region name like us-west-2`)
+  if (!isRegionName(region)) {
+    throw new ConfigError(`--region ${JSON.stringify(region)} is not a region name like us-west-2`)
   }
   const credentialMs = duration(
     values['credential-duration'],
@@ -104,7 +95,7 @@ export async function runMockEksAuthCommand(
     6 * 3_600_000,
   )
   if (credentialMs < 1000) {
-    throw new UsageError('--credential-duration must be at least 1s (e.g. 6h, 15m)')
+    throw new ConfigError('--credential-duration must be at least 1s (e.g. 6h, 15m)')
   }
   const faults: Partial<Faults> = {
     latencyMs: duration(values.latency, '--latency', 0),
@@ -114,14 +105,14 @@ export async function runMockEksAuthCommand(
   const errorStatus = values['error-status']
   if (errorStatus !== undefined) {
     if (errorStatus !== '500' && errorStatus !== '503') {
-      throw new UsageError(`--error-status ${JSON.stringify(errorStatus)} must be 500 or 503`)
+      throw new ConfigError(`--error-status ${JSON.stringify(errorStatus)} must be 500 or 503`)
     }
     faults.errorStatus = errorStatus === '500' ? 500 : 503
   }
   const keyId = values['node-access-key-id'] ?? env.MOCK_NODE_ACCESS_KEY_ID
   const secret = values['node-secret-access-key'] ?? env.MOCK_NODE_SECRET_ACCESS_KEY
   if ((keyId === undefined || keyId === '') !== (secret === undefined || secret === '')) {
-    throw new UsageError(
+    throw new ConfigError(
       '--node-access-key-id and --node-secret-access-key (or MOCK_NODE_ACCESS_KEY_ID and ' +
         'MOCK_NODE_SECRET_ACCESS_KEY) go together: set both or neither',
     )
@@ -131,7 +122,7 @@ export async function runMockEksAuthCommand(
   try {
     associations = await loadAssociationsFile(associationsFile)
   } catch (err) {
-    if (err instanceof AssociationsError) throw new UsageError(`--associations ${err.message}`)
+    if (err instanceof AssociationsError) throw new ConfigError(`--associations ${err.message}`)
     throw err
   }
   const jwks = await loadJwks(jwksFile)
@@ -155,7 +146,7 @@ export async function runMockEksAuthCommand(
     url = await mock.start()
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-    throw new UsageError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port} (${code})`)
+    throw new ConfigError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port} (${code})`)
   }
   console.log(`mock EKS Auth listening on ${url}`)
   await waitForStop(options.signal)
@@ -169,29 +160,29 @@ async function loadJwks(file: string): Promise<JSONWebKeySet> {
     text = await readFile(file, 'utf8')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-    throw new UsageError(`--jwks ${file}: cannot read (${code})`)
+    throw new ConfigError(`--jwks ${file}: cannot read (${code})`)
   }
   let jwks: unknown
   try {
     jwks = JSON.parse(text)
   } catch {
-    throw new UsageError(
+    throw new ConfigError(
       `--jwks ${file}: not JSON; expected {"keys": [...]} as written by token --jwks-out`,
     )
   }
   const keys = (jwks as { keys?: unknown } | null)?.keys
   if (!Array.isArray(keys) || keys.length === 0) {
-    throw new UsageError(`--jwks ${file}: expected {"keys": [...]} with at least one public key`)
+    throw new ConfigError(`--jwks ${file}: expected {"keys": [...]} with at least one public key`)
   }
   if (keys.some((k: unknown) => k !== null && typeof k === 'object' && 'd' in k)) {
-    throw new UsageError(
+    throw new ConfigError(
       `--jwks ${file}: holds a private key; pass the public set (token --jwks-out)`,
     )
   }
   try {
     createLocalJWKSet(jwks as JSONWebKeySet)
   } catch (err) {
-    throw new UsageError(`--jwks ${file}: not a valid JWKS (${(err as Error).message})`)
+    throw new ConfigError(`--jwks ${file}: not a valid JWKS (${(err as Error).message})`)
   }
   return jwks as JSONWebKeySet
 }
@@ -200,7 +191,7 @@ function duration(text: string | undefined, flag: string, fallback: number): num
   if (text === undefined) return fallback
   const ms = parseDurationMs(text)
   if (ms === undefined) {
-    throw new UsageError(
+    throw new ConfigError(
       `${flag} ${JSON.stringify(text)} is not a duration (e.g. 0s, 250ms, 6h, 1h30m)`,
     )
   }
@@ -217,7 +208,7 @@ function number(
   if (text === undefined) return min
   const n = Number(text)
   if (text.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-    throw new UsageError(`${flag} ${JSON.stringify(text)} must be ${what}`)
+    throw new ConfigError(`${flag} ${JSON.stringify(text)} must be ${what}`)
   }
   return n
 }

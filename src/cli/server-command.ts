@@ -1,8 +1,8 @@
 // `pod-identity-agent server`: flags -> config -> running agent, until SIGTERM/SIGINT.
 
-import { buildServerConfig, ConfigError } from '../config/server-config.js'
+import { buildServerConfig } from '../config/server-config.js'
+import { ConfigError } from '../config/values.js'
 import { nameEnvSource, parseServerArgs, serverUsage } from './server-flags.js'
-import { UsageError } from './usage-error.js'
 
 export async function runServerCommand(argv: string[]): Promise<number> {
   const parsed = parseServerArgs(argv, process.env)
@@ -15,7 +15,7 @@ export async function runServerCommand(argv: string[]): Promise<number> {
     config = buildServerConfig(parsed.raw, process.env)
   } catch (err) {
     if (err instanceof ConfigError) {
-      throw new UsageError(`server: ${nameEnvSource(err.message, parsed.fromEnv)}`)
+      throw new ConfigError(`server: ${nameEnvSource(err.message, parsed.fromEnv)}`)
     }
     throw err
   }

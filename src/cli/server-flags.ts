@@ -1,9 +1,10 @@
 // The `server` command's flags: one table drives argument parsing, env vars and --help, so the
 // three can never drift apart. Names and defaults follow the reference agent (cmd/server.go).
 
-import { parseArgs } from 'node:util'
 import type { RawServerOptions } from '../config/server-config.js'
-import { UsageError } from './usage-error.js'
+import { ConfigError } from '../config/values.js'
+import type { FlagOptions } from './flags.js'
+import { parseFlags } from './flags.js'
 
 interface FlagSpec {
   name: string
@@ -149,17 +150,12 @@ export function serverUsage(): string {
 const TRUE = new Set(['1', 'true', 'yes', 'on'])
 const FALSE = new Set(['0', 'false', 'no', 'off', ''])
 
-/** Parse `server` argv (after the subcommand) plus env into raw options. Throws UsageError. */
+/** Parse `server` argv (after the subcommand) plus env into raw options. Throws ConfigError. */
 export function parseServerArgs(
   argv: string[],
   env: NodeJS.ProcessEnv,
 ): { help: true } | { help: false; raw: RawServerOptions; fromEnv: ReadonlySet<string> } {
-  const options: Record<
-    string,
-    { type: 'string' | 'boolean'; short?: string; multiple?: boolean }
-  > = {
-    help: { type: 'boolean', short: 'h' },
-  }
+  const options: FlagOptions = { help: { type: 'boolean', short: 'h' } }
   for (const f of SERVER_FLAGS) {
     options[f.name] = {
       type: f.type,
@@ -167,14 +163,7 @@ export function parseServerArgs(
       ...(f.multiple === true ? { multiple: true } : {}),
     }
   }
-  let values: Record<string, unknown>
-  try {
-    ;({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }))
-  } catch (err) {
-    throw new UsageError(
-      `server: ${describeParseError(err)} (see pod-identity-agent server --help)`,
-    )
-  }
+  const values: Record<string, unknown> = parseFlags('server', argv, options)
   if (values.help === true) return { help: true }
 
   const raw: RawServerOptions = {}
@@ -191,8 +180,8 @@ export function parseServerArgs(
         if (TRUE.has(e)) v = true
         else if (FALSE.has(e)) v = false
         else
-          throw new UsageError(
-            `${envName(f.name)}: "${fromEnv}" is not a boolean; expected true or false`,
+          throw new ConfigError(
+            `server: ${envName(f.name)}: "${fromEnv}" is not a boolean; expected true or false`,
           )
       }
       ;(raw as Record<string, unknown>)[f.key] = v
@@ -217,32 +206,4 @@ export function nameEnvSource(message: string, fromEnv: ReadonlySet<string>): st
   const flag = m?.[1]
   if (flag === undefined || !fromEnv.has(flag)) return message
   return `${envName(flag)} (--${flag})${message.slice(flag.length + 2)}`
-}
-
-/** node:util parseArgs errors, reworded as one line that names the flag. */
-export function describeParseError(err: unknown): string {
-  const e = err as { code?: string; message?: string }
-  const msg = (e.message ?? String(err)).split('\n')[0] ?? ''
-  switch (e.code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
-      const m = /'([^']+)'/.exec(msg)
-      return `unknown flag ${m?.[1] ?? msg}`
-    }
-    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
-      const flag =
-        /(--[A-Za-z0-9-]+)/.exec(msg)?.[1] ?? /'(-[A-Za-z0-9])'/.exec(msg)?.[1] ?? 'a flag'
-      if (msg.includes('does not take an argument')) return `flag ${flag} takes no value`
-      // `--port -1`: parseArgs will not take a value that starts with a dash after a space
-      if (msg.includes('ambiguous')) {
-        return `flag ${flag} needs a value; to give one that starts with '-', write ${flag}=VALUE`
-      }
-      return `flag ${flag} needs a value`
-    }
-    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
-      const m = /'([^']+)'/.exec(msg)
-      return `unexpected argument ${m?.[1] ?? ''}`.trim()
-    }
-    default:
-      return msg
-  }
 }

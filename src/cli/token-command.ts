@@ -3,16 +3,16 @@
 // EKS Auth server verifies against.
 
 import { chmod, readFile, writeFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
 import type { JWK } from 'jose'
 import { formatDurationMs, parseDurationMs } from '../config/duration.js'
+import { ConfigError } from '../config/values.js'
 import {
   DEFAULT_ISSUER,
   DEFAULT_TOKEN_LIFETIME_SECONDS,
   POD_IDENTITY_AUDIENCE,
   TokenIssuer,
 } from '../mock/token-issuer.js'
-import { UsageError } from './usage-error.js'
+import { parseFlags } from './flags.js'
 
 export const TOKEN_USAGE = `Usage: pod-identity-agent token --namespace NS --service-account SA --key FILE [options]
 
@@ -49,9 +49,9 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const
 
-/** Run the token command; returns the exit code. @throws UsageError on a bad or missing flag. */
+/** Run the token command; returns the exit code. @throws ConfigError on a bad or missing flag. */
 export async function runTokenCommand(argv: string[]): Promise<number> {
-  const values = parseFlags(argv, OPTIONS, 'token')
+  const values = parseFlags('token', argv, OPTIONS)
   if (values.help === true) {
     console.log(TOKEN_USAGE)
     return 0
@@ -67,16 +67,16 @@ export async function runTokenCommand(argv: string[]): Promise<number> {
   if (values.expires !== undefined) {
     const ms = parseDurationMs(values.expires)
     if (ms === undefined || ms < 1000) {
-      throw new UsageError(
+      throw new ConfigError(
         `--expires ${JSON.stringify(values.expires)} is not a duration of at least 1s (e.g. 24h, 90m, 10s)`,
       )
     }
     expiresInSeconds = Math.floor(ms / 1000)
   }
   if (values.issuer !== undefined && !isHttpUrl(values.issuer)) {
-    throw new UsageError(`--issuer ${JSON.stringify(values.issuer)} is not an http(s) URL`)
+    throw new ConfigError(`--issuer ${JSON.stringify(values.issuer)} is not an http(s) URL`)
   }
-  if (values.audience === '') throw new UsageError('--audience must not be empty')
+  if (values.audience === '') throw new ConfigError('--audience must not be empty')
 
   const issuer = await loadOrCreateKey(keyFile)
   if (values['jwks-out'] !== undefined) {
@@ -113,7 +113,7 @@ async function loadOrCreateKey(file: string): Promise<TokenIssuer> {
     text = await readFile(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new UsageError(`--key ${file}: cannot read (${errText(err)})`)
+      throw new ConfigError(`--key ${file}: cannot read (${errText(err)})`)
     }
   }
   if (text === undefined) {
@@ -127,7 +127,7 @@ async function loadOrCreateKey(file: string): Promise<TokenIssuer> {
       return issuer
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new UsageError(`--key ${file}: cannot create (${errText(err)})`)
+        throw new ConfigError(`--key ${file}: cannot create (${errText(err)})`)
       }
       text = await readFile(file, 'utf8')
     }
@@ -136,14 +136,14 @@ async function loadOrCreateKey(file: string): Promise<TokenIssuer> {
   try {
     jwk = JSON.parse(text) as JWK
   } catch {
-    throw new UsageError(
+    throw new ConfigError(
       `--key ${file}: not JSON; expected a private JWK as written by this command`,
     )
   }
   try {
     return await TokenIssuer.fromPrivateJwk(jwk)
   } catch (err) {
-    throw new UsageError(`--key ${file}: not a usable private JWK (${errText(err)})`)
+    throw new ConfigError(`--key ${file}: not a usable private JWK (${errText(err)})`)
   }
 }
 
@@ -152,12 +152,12 @@ async function writeOut(file: string, text: string, mode: number, flag: string):
     await writeFile(file, text, { mode })
     await chmod(file, mode)
   } catch (err) {
-    throw new UsageError(`${flag} ${file}: cannot write (${errText(err)})`)
+    throw new ConfigError(`${flag} ${file}: cannot write (${errText(err)})`)
   }
 }
 
 function required(value: string | undefined, flag: string, what: string): string {
-  if (value === undefined || value === '') throw new UsageError(`${flag} is required: ${what}`)
+  if (value === undefined || value === '') throw new ConfigError(`${flag} is required: ${what}`)
   return value
 }
 
@@ -172,33 +172,4 @@ function isHttpUrl(s: string): boolean {
 
 function errText(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? (err as Error).message
-}
-
-type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
-
-/** parseArgs (strict) with its errors turned into one-line UsageErrors naming the allowed flags. */
-export function parseFlags<T extends FlagSpec>(argv: string[], options: T, command: string) {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    const quoted = /'([^']+)'/.exec((err as Error).message)?.[1] ?? ''
-    const allowed = Object.keys(options)
-      .map((k) => `--${k}`)
-      .join(', ')
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      throw new UsageError(`unknown flag ${quoted} for '${command}'; allowed: ${allowed}`)
-    }
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-      const flag = quoted.split(' ')[0] ?? quoted
-      const takesValue = /argument missing/.test((err as Error).message)
-      throw new UsageError(takesValue ? `${flag} needs a value` : `${flag} does not take a value`)
-    }
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-      throw new UsageError(
-        `unexpected argument '${quoted}' for '${command}'; it takes only flags: ${allowed}`,
-      )
-    }
-    throw new UsageError(`${(err as Error).message} (see '${command} --help')`)
-  }
 }

@@ -2,10 +2,17 @@
 // start-up. Every problem is reported as one line naming the flag, the value and what is allowed.
 
 import { isIP } from 'node:net'
+import type { LogLevel } from '../util/logger.js'
 import { formatDurationMs, parseDurationMs } from './duration.js'
-
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
+import {
+  ConfigError,
+  badValue,
+  isRegionName,
+  parseClusterName,
+  parseLogLevel,
+  parsePort,
+  validateEndpointUrl,
+} from './values.js'
 
 export interface ServerConfig {
   /** EKS cluster name (path label of AssumeRoleForPodIdentity). Required. */
@@ -54,28 +61,13 @@ export interface RawServerOptions {
   verbosity?: string | undefined
 }
 
-/** A configuration problem: main prints the message on one line and exits 2. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'ConfigError'
-  }
+function portOr(flag: string, value: string | undefined, dflt: number): number {
+  return value === undefined ? dflt : parsePort(flag, value)
 }
 
-const CLUSTER_NAME = /^[0-9A-Za-z][A-Za-z0-9\-_]*$/
-
-function parsePort(flag: string, value: string | undefined, dflt: number): number {
-  if (value === undefined) return dflt
-  if (!/^\d+$/.test(value) || Number(value) > 65535) {
-    throw new ConfigError(`--${flag}: "${value}" is not a port; expected an integer 0-65535`)
-  }
-  return Number(value)
-}
-
-function parseNonNegativeInt(flag: string, value: string | undefined, dflt: number): number {
-  if (value === undefined) return dflt
+function parseNonNegativeInt(flag: string, value: string): number {
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new ConfigError(`--${flag}: "${value}" is not a whole number; expected an integer >= 0`)
+    throw badValue(flag, value, 'is not a whole number; expected an integer >= 0')
   }
   return Number(value)
 }
@@ -88,51 +80,78 @@ export function stripBrackets(host: string): string {
 function parseBindHost(value: string): string {
   const host = stripBrackets(value.trim())
   if (host === 'localhost') return host
-  const family = isIP(host)
-  if (family === 0) {
-    throw new ConfigError(
-      `--bind-hosts: "${value}" is not an IP address; expected an IPv4 or IPv6 literal such as 169.254.170.23 or [fd00:ec2::23]`,
+  if (isIP(host) === 0) {
+    throw badValue(
+      '--bind-hosts',
+      value,
+      'is not an IP address; expected an IPv4 or IPv6 literal such as 169.254.170.23 or [fd00:ec2::23]',
     )
   }
   if (host === '0.0.0.0' || host === '::' || /^0*:(0*:)*0*$/.test(host)) {
-    throw new ConfigError(
-      `--bind-hosts: "${value}" is a wildcard address; bind the agent to the specific addresses pods call (the Host check compares against them)`,
+    throw badValue(
+      '--bind-hosts',
+      value,
+      'is a wildcard address; bind the agent to the specific addresses pods call (the Host check compares against them)',
     )
   }
   return host.toLowerCase()
 }
 
-function parseLogLevel(value: string | undefined): LogLevel {
-  if (value === undefined) return 'info'
-  const v = value.toLowerCase()
-  // logrus names accepted by the reference agent's -v flag
-  if (v === 'warning') return 'warn'
-  if (v === 'panic') return 'fatal'
-  if ((LOG_LEVELS as readonly string[]).includes(v)) return v as LogLevel
-  throw new ConfigError(
-    `--verbosity: "${value}" is not a log level; expected one of ${LOG_LEVELS.join(', ')}`,
+function parseBindHosts(values: readonly string[]): string[] {
+  const hosts = values.flatMap((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
   )
+  if (hosts.length === 0) throw new ConfigError('--bind-hosts: at least one address is required')
+  return [...new Set(hosts.map(parseBindHost))]
 }
 
-function parseEndpoint(value: string | undefined): string | undefined {
-  if (value === undefined || value === '') return undefined
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    throw new ConfigError(
-      `--endpoint: "${value}" is not a URL; expected e.g. https://eks-auth.us-west-2.api.aws`,
+function parseRetention(value: string): number {
+  const ms = parseDurationMs(value)
+  if (ms === undefined) {
+    throw badValue(
+      '--max-credential-retention-before-renewal',
+      value,
+      'is not a duration; expected e.g. 3h, 90m, 1h30m or 0 (0 disables caching)',
     )
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new ConfigError(`--endpoint: "${value}" must be an http:// or https:// URL`)
-  }
-  if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new ConfigError(
-      `--endpoint: "${value}" must not carry credentials, a query or a fragment`,
+  return ms
+}
+
+function parseQps(value: string): number {
+  const qps = Number(value)
+  if (value.trim() === '' || !Number.isFinite(qps) || qps <= 0) {
+    throw badValue(
+      '--max-service-qps',
+      value,
+      'is not a rate; expected a number of calls per second > 0',
     )
   }
-  return value.replace(/\/+$/, '')
+  return qps
+}
+
+function parseMetricsAddress(value: string): string {
+  const address = stripBrackets(value.trim())
+  if (address === '' || (isIP(address) === 0 && !/^[A-Za-z0-9.-]+$/.test(address))) {
+    throw badValue('--metrics-address', value, 'is not an address or host name')
+  }
+  return address
+}
+
+/** The region from the environment; an empty AWS_REGION counts as unset, as in the AWS SDKs. */
+function regionFrom(env: NodeJS.ProcessEnv): string {
+  const region = (env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim()) ?? ''
+  if (region === '') {
+    throw new ConfigError(
+      'no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the cluster, e.g. AWS_REGION=us-west-2',
+    )
+  }
+  if (!isRegionName(region)) {
+    throw badValue('AWS_REGION', region, 'is not a region name; expected e.g. us-west-2')
+  }
+  return region
 }
 
 /** Validate raw options and the environment into a ServerConfig. Throws ConfigError. */
@@ -141,85 +160,39 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
   if (clusterName === '') {
     throw new ConfigError('--cluster-name is required (the EKS cluster this node belongs to)')
   }
-  if (clusterName.length > 100 || !CLUSTER_NAME.test(clusterName)) {
-    throw new ConfigError(
-      `--cluster-name: "${clusterName}" is not a valid EKS cluster name; expected 1-100 characters of letters, digits, '-' and '_', starting with a letter or digit`,
-    )
-  }
-
-  const bindHosts = (raw.bindHosts ?? [...DEFAULT_BIND_HOSTS]).flatMap((v) =>
-    v
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== ''),
-  )
-  if (bindHosts.length === 0) {
-    throw new ConfigError('--bind-hosts: at least one address is required')
-  }
-  const hosts = [...new Set(bindHosts.map(parseBindHost))]
-
-  const port = parsePort('port', raw.port, 80)
-  const probePort = parsePort('probe-port', raw.probePort, 2703)
-  const metricsPort = parsePort('metrics-port', raw.metricsPort, 2705)
+  parseClusterName('--cluster-name', clusterName)
+  const bindHosts = parseBindHosts(raw.bindHosts ?? [...DEFAULT_BIND_HOSTS])
+  const port = portOr('--port', raw.port, 80)
+  const probePort = portOr('--probe-port', raw.probePort, 2703)
+  const metricsPort = portOr('--metrics-port', raw.metricsPort, 2705)
   if (probePort !== 0 && probePort === metricsPort) {
     throw new ConfigError(
       `--probe-port and --metrics-port are both ${probePort}; they must differ (the metrics server also serves the probes)`,
     )
   }
-
-  const metricsAddress = stripBrackets((raw.metricsAddress ?? '0.0.0.0').trim())
-  if (
-    metricsAddress === '' ||
-    (isIP(metricsAddress) === 0 && !/^[A-Za-z0-9.-]+$/.test(metricsAddress))
-  ) {
-    throw new ConfigError(
-      `--metrics-address: "${raw.metricsAddress}" is not an address or host name`,
-    )
+  const metricsAddress = parseMetricsAddress(raw.metricsAddress ?? '0.0.0.0')
+  const maxCacheSize =
+    raw.maxCacheSize === undefined
+      ? 2000
+      : parseNonNegativeInt('--max-cache-size', raw.maxCacheSize)
+  const maxCredentialRetentionMs =
+    raw.maxCredentialRetention === undefined
+      ? 3 * 3_600_000
+      : parseRetention(raw.maxCredentialRetention)
+  const maxServiceQps = raw.maxServiceQps === undefined ? 3 : parseQps(raw.maxServiceQps)
+  let endpoint: string | undefined
+  if (raw.endpoint !== undefined && raw.endpoint !== '') {
+    validateEndpointUrl(raw.endpoint, '--endpoint')
+    endpoint = raw.endpoint.replace(/\/+$/, '')
   }
-
-  const maxCacheSize = parseNonNegativeInt('max-cache-size', raw.maxCacheSize, 2000)
-
-  let maxCredentialRetentionMs = 3 * 3_600_000
-  if (raw.maxCredentialRetention !== undefined) {
-    const ms = parseDurationMs(raw.maxCredentialRetention)
-    if (ms === undefined) {
-      throw new ConfigError(
-        `--max-credential-retention-before-renewal: "${raw.maxCredentialRetention}" is not a duration; expected e.g. 3h, 90m, 1h30m or 0 (0 disables caching)`,
-      )
-    }
-    maxCredentialRetentionMs = ms
-  }
-
-  let maxServiceQps = 3
-  if (raw.maxServiceQps !== undefined) {
-    const qps = Number(raw.maxServiceQps)
-    if (raw.maxServiceQps.trim() === '' || !Number.isFinite(qps) || qps <= 0) {
-      throw new ConfigError(
-        `--max-service-qps: "${raw.maxServiceQps}" is not a rate; expected a number of calls per second > 0`,
-      )
-    }
-    maxServiceQps = qps
-  }
-
-  const endpoint = parseEndpoint(raw.endpoint)
-  const verbosity = parseLogLevel(raw.verbosity)
-
+  const verbosity =
+    raw.verbosity === undefined ? 'info' : parseLogLevel('--verbosity', raw.verbosity)
   // Checked after the flags, so a bad flag is reported as itself wherever the agent runs.
-  // An empty AWS_REGION counts as unset, as in the AWS SDKs.
-  const region = (env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim()) ?? ''
-  if (region === '') {
-    throw new ConfigError(
-      'no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the cluster, e.g. AWS_REGION=us-west-2',
-    )
-  }
-  if (!/^[a-z0-9-]+$/.test(region)) {
-    throw new ConfigError(`AWS_REGION: "${region}" is not a region name; expected e.g. us-west-2`)
-  }
-
+  const region = regionFrom(env)
   return {
     clusterName,
     port,
-    bindHosts: hosts,
+    bindHosts,
     probePort,
     metricsAddress,
     metricsPort,

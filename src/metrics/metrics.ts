@@ -1,9 +1,9 @@
 // All metric names live here. One registry is passed in (no global state). The hot path only bumps
-// plain integers; prom-client sees them at scrape time through collect().
+// plain numbers; prom-client sees them at scrape time through collect(). Gauges are set by the
+// part that owns the value (the cache its size, the upstream gate its queue).
 
 import { Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client'
 import type { Metric, MetricValueWithName, Registry } from 'prom-client'
-import { EKS_AUTH_ERROR_CODES } from '../upstream/eks-auth-response.js'
 
 /** Per-status-code response counts: an array index bump on the hot path. */
 export class StatusCounter {
@@ -72,41 +72,19 @@ export interface AgentMetrics {
   requestDurations: RequestDurations
   cacheState: Counter<'state'>
   cacheErrors: Counter<'type' | 'code'>
+  cacheEntries: Gauge
   upstreamRequests: Counter<'api' | 'outcome'>
   upstreamDuration: Histogram<'api' | 'outcome'>
+  upstreamQueueLength: Gauge
+  upstreamPace: Gauge
   singleFlightWaits: Counter
   refreshSkipped: Counter<'reason'>
   queueRejections: Counter
 }
 
-/** Upstream error codes used as label values; anything else is folded into "Other". */
-const KNOWN_CODES = new Set([
-  ...EKS_AUTH_ERROR_CODES,
-  'UnknownError',
-  'UpstreamUnreachable',
-  'UpstreamTimeout',
-  'InvalidUpstreamResponse',
-  'NodeCredentialsUnavailable',
-  'InvalidSignatureException',
-  'UnrecognizedClientException',
-  'MissingAuthenticationTokenException',
-  'IncompleteSignatureException',
-  'InternalError',
-])
-
-/** Keep label cardinality bounded whatever an upstream sends. */
-export function boundedCode(code: string | undefined): string {
-  if (code === undefined) return 'Unknown'
-  return KNOWN_CODES.has(code) ? code : 'Other'
-}
-
 export interface CreateMetricsOptions {
   registry: Registry
   version: string
-  /** Current number of cached entries, read at scrape time. */
-  cacheEntries: () => number
-  /** The upstream gate: calls queued, and calls per second while paced (0 when not). */
-  upstreamQueue?: () => { queued: number; pacePerSecond: number }
   /** Log lines dropped because output fell behind, read at scrape time. */
   logLinesDropped?: () => number
   /** Register Node's default process metrics (CPU, memory, event loop lag, GC). Default true. */
@@ -135,6 +113,9 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
   const requestDurations = new RequestDurations()
   registry.registerMetric(requestDurationMetric(requestDurations))
 
+  // The reference agent's name and meaning, so its dashboards keep working: "hit" counts
+  // successful background renewals, not cache hits (a hit is counted by nothing on the hot path;
+  // see pod_identity_request_duration_seconds{outcome="hit"}).
   const cacheState = new Counter({
     name: 'pod_identity_cache_state',
     help: 'Cache events: miss (upstream fetch on the request path), hit (successful background renewal), evicted',
@@ -176,32 +157,20 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     help: 'Requests answered 503 UpstreamThrottled because their upstream call was still queued',
     registers: [registry],
   })
-  const upstreamQueue = opts.upstreamQueue
-  if (upstreamQueue !== undefined) {
-    new Gauge({
-      name: 'pod_identity_upstream_queue_length',
-      help: 'Upstream calls waiting in the queue (EKS Auth throttling or too many in flight)',
-      registers: [registry],
-      collect() {
-        this.set(upstreamQueue().queued)
-      },
-    })
-    new Gauge({
-      name: 'pod_identity_upstream_pace_per_second',
-      help: 'Upstream calls per second allowed after EKS Auth throttled this node; 0 when not pacing',
-      registers: [registry],
-      collect() {
-        this.set(upstreamQueue().pacePerSecond)
-      },
-    })
-  }
-  new Gauge({
+  const upstreamQueueLength = new Gauge({
+    name: 'pod_identity_upstream_queue_length',
+    help: 'Upstream calls waiting in the queue (EKS Auth throttling or too many in flight)',
+    registers: [registry],
+  })
+  const upstreamPace = new Gauge({
+    name: 'pod_identity_upstream_pace_per_second',
+    help: 'Upstream calls per second allowed after EKS Auth throttled this node; 0 when not pacing',
+    registers: [registry],
+  })
+  const cacheEntries = new Gauge({
     name: 'pod_identity_cache_entries',
     help: 'Credential sets currently cached',
     registers: [registry],
-    collect() {
-      this.set(opts.cacheEntries())
-    },
   })
   new Counter({
     name: 'pod_identity_log_lines_dropped_total',
@@ -226,8 +195,11 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     requestDurations,
     cacheState,
     cacheErrors,
+    cacheEntries,
     upstreamRequests,
     upstreamDuration,
+    upstreamQueueLength,
+    upstreamPace,
     singleFlightWaits,
     refreshSkipped,
     queueRejections,

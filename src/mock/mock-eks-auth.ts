@@ -14,16 +14,20 @@ import {
   type JSONWebKeySet,
   type JWTPayload,
 } from 'jose'
+import { createServer } from 'node:http'
 import {
   associationIdOf,
   associationKey,
   parseAssociations,
   parseRoleArn,
   type Association,
-} from './associations.js'
+} from '../associations/associations.js'
+import { isClusterName } from '../config/values.js'
+import { kubernetesSubject } from '../token/parse-token.js'
+import type { AwsAuthErrorCode, EksAuthErrorCode } from '../upstream/error-codes.js'
+import { TokenBucket } from '../util/token-bucket.js'
 import { SigV4Checker, type NodeCredential } from './sigv4-check.js'
 import { POD_IDENTITY_AUDIENCE } from './token-issuer.js'
-import { createServer } from '../util/node-http.js'
 
 /** Injected failures. */
 export interface Faults {
@@ -88,21 +92,7 @@ interface IndexedAssociation {
   roleId: string
 }
 
-type ErrorName =
-  | 'AccessDeniedException'
-  | 'ExpiredTokenException'
-  | 'InvalidParameterException'
-  | 'InvalidRequestException'
-  | 'InvalidTokenException'
-  | 'ResourceNotFoundException'
-  | 'ThrottlingException'
-  | 'InternalServerException'
-  | 'ServiceUnavailableException'
-  | 'UnknownOperationException'
-  | 'MissingAuthenticationTokenException'
-  | 'IncompleteSignatureException'
-  | 'InvalidSignatureException'
-  | 'UnrecognizedClientException'
+type ErrorName = EksAuthErrorCode | AwsAuthErrorCode | 'UnknownOperationException'
 
 class ApiError extends Error {
   readonly status: number
@@ -115,7 +105,6 @@ class ApiError extends Error {
 }
 
 const API_PATH = /^\/clusters\/([^/]*)\/assume-role-for-pod-identity$/
-const CLUSTER_NAME = /^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/
 const TOKEN_PATTERN = /^[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+$/
 const ERROR_TYPE_SUFFIX = ':http://internal.amazon.com/coral/com.amazonaws.eksauth/'
 const MAX_BODY_BYTES = 64 * 1024
@@ -177,8 +166,8 @@ export class MockEksAuth {
   readonly #verified = new Map<string, JWTPayload>()
   #associations = new Map<string, IndexedAssociation>()
   #faults: Faults
-  #tokens = 0
-  #tokensAtMs = 0
+  /** The throttling fault's bucket (rate = burst = throttleQps, full at each change); off at 0. */
+  #bucket: TokenBucket | undefined
   #stats = { requests: 0, byOutcome: new Map<string, number>(), accessKeyIds: new Set<string>() }
   #server: Server | undefined
   #url: string | undefined
@@ -205,8 +194,7 @@ export class MockEksAuth {
       ...(options.nodeCredentials !== undefined ? { credentials: options.nodeCredentials } : {}),
     })
     this.#faults = { ...DEFAULT_FAULTS, ...validateFaults(options.faults ?? {}) }
-    this.#tokens = this.#faults.throttleQps
-    this.#tokensAtMs = this.#now()
+    this.#bucket = this.#throttleBucket(this.#faults.throttleQps)
     this.setAssociations(options.associations)
   }
 
@@ -246,8 +234,7 @@ export class MockEksAuth {
   setFaults(partial: Partial<Faults>): Faults {
     const next = validateFaults(partial)
     if (next.throttleQps !== undefined && next.throttleQps !== this.#faults.throttleQps) {
-      this.#tokens = next.throttleQps
-      this.#tokensAtMs = this.#now()
+      this.#bucket = this.#throttleBucket(next.throttleQps)
     }
     this.#faults = { ...this.#faults, ...next }
     return { ...this.#faults }
@@ -349,7 +336,9 @@ export class MockEksAuth {
     }
     if (!auth.ok) throw new ApiError(auth.status, auth.code, auth.message)
 
-    if (!this.#takeToken()) throw new ApiError(429, 'ThrottlingException', 'Rate exceeded')
+    if (this.#bucket?.tryTake() === false) {
+      throw new ApiError(429, 'ThrottlingException', 'Rate exceeded')
+    }
     const { errorRate, errorStatus } = this.#faults
     if (errorRate > 0 && Math.random() < errorRate) {
       throw errorStatus === 500
@@ -366,7 +355,7 @@ export class MockEksAuth {
     }
 
     const cluster = route[1] as string
-    if (!CLUSTER_NAME.test(cluster)) {
+    if (!isClusterName(cluster)) {
       throw new ApiError(
         400,
         'InvalidParameterException',
@@ -462,15 +451,10 @@ export class MockEksAuth {
     })
   }
 
-  #takeToken(): boolean {
-    const qps = this.#faults.throttleQps
-    if (qps <= 0) return true
-    const now = this.#now()
-    this.#tokens = Math.min(qps, this.#tokens + (Math.max(0, now - this.#tokensAtMs) / 1000) * qps)
-    this.#tokensAtMs = now
-    if (this.#tokens < 1) return false
-    this.#tokens -= 1
-    return true
+  #throttleBucket(qps: number): TokenBucket | undefined {
+    return qps > 0
+      ? new TokenBucket({ clock: { now: this.#now }, ratePerSecond: qps, burst: Math.max(1, qps) })
+      : undefined
   }
 
   async #answer(
@@ -543,37 +527,20 @@ function invalidToken(reason: string): ApiError {
 interface Subject {
   namespace: string
   serviceAccount: string
-  podName?: string
+  podName?: string | undefined
 }
 
 function subjectOf(claims: JWTPayload): Subject {
-  const k8s = claims['kubernetes.io'] as
-    | { namespace?: unknown; serviceaccount?: { name?: unknown }; pod?: { name?: unknown } }
-    | undefined
-  const podName = typeof k8s?.pod?.name === 'string' ? k8s.pod.name : undefined
-  if (typeof k8s?.namespace === 'string' && typeof k8s.serviceaccount?.name === 'string') {
-    const s: Subject = { namespace: k8s.namespace, serviceAccount: k8s.serviceaccount.name }
-    if (podName !== undefined) s.podName = podName
-    return s
+  const { namespace, serviceAccount, podName } = kubernetesSubject(claims)
+  if (namespace === undefined || serviceAccount === undefined) {
+    throw new ApiError(
+      400,
+      'InvalidTokenException',
+      'The service account token is invalid: it names no namespace and service account ' +
+        '(no "kubernetes.io" claim and "sub" is not system:serviceaccount:NAMESPACE:NAME)',
+    )
   }
-  const parts = typeof claims.sub === 'string' ? claims.sub.split(':') : []
-  if (
-    parts.length === 4 &&
-    parts[0] === 'system' &&
-    parts[1] === 'serviceaccount' &&
-    parts[2] &&
-    parts[3]
-  ) {
-    const s: Subject = { namespace: parts[2], serviceAccount: parts[3] }
-    if (podName !== undefined) s.podName = podName
-    return s
-  }
-  throw new ApiError(
-    400,
-    'InvalidTokenException',
-    'The service account token is invalid: it names no namespace and service account ' +
-      '(no "kubernetes.io" claim and "sub" is not system:serviceaccount:NAMESPACE:NAME)',
-  )
+  return { namespace, serviceAccount, podName }
 }
 
 function parseTokenBody(body: Buffer | undefined): string {

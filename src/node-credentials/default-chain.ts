@@ -6,7 +6,7 @@
 import type * as CredentialProviderNode from '@aws-sdk/credential-provider-node'
 import type { DefaultProviderInit } from '@aws-sdk/credential-provider-node'
 import { NodeCredentialsError } from '../errors.js'
-import type { NodeCredentials, NodeCredentialsProvider } from '../upstream/types.js'
+import type { NodeCredentials, NodeCredentialsProvider } from './types.js'
 
 type CredentialProviderNodeModule = typeof CredentialProviderNode
 

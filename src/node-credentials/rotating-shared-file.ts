@@ -3,7 +3,7 @@
 // "default", file AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials) at most once a minute.
 
 import { NodeCredentialsError } from '../errors.js'
-import type { NodeCredentials, NodeCredentialsProvider } from '../upstream/types.js'
+import type { NodeCredentials, NodeCredentialsProvider } from './types.js'
 import type { Clock } from '../util/clock.js'
 
 export interface RotatingSharedFileOptions {

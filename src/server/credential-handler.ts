@@ -1,26 +1,31 @@
 // GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
 // compare for the route, one pass over rawHeaders (no headers object is built), string compares
 // for the Host, a Map lookup by a number made of the token's tail (no string is hashed), a write
-// of pre-serialised bytes, and two monotonic clock reads for the request duration histogram
-// (about 50 ns each); once a second, the exchange is also kept (exchange-anchor.ts).
+// of pre-serialised bytes, and two monotonic clock reads for the request duration histogram.
 // Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
-import { RequestError, toAgentError } from '../errors.js'
 import type { AgentError } from '../errors.js'
+import {
+  BadRequestError,
+  MethodNotAllowedError,
+  MissingTokenError,
+  NotFoundError,
+  RelayedRequestError,
+  toAgentError,
+} from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import { OUTCOME_ERROR, OUTCOME_HIT, OUTCOME_MISS } from '../metrics/metrics.js'
+import { checkToken } from '../token/validity.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { isoTime, rawLineWriter } from '../util/logger.js'
-import { ExchangeAnchor } from './exchange-anchor.js'
 import type { HostCheck } from './host-check.js'
 import { SERVER_OPTIONS } from './listeners.js'
 import type { ClientError } from './respond.js'
 import { sendClientError, sendError } from './respond.js'
-import { checkTokenTimes, parseToken } from './token.js'
 
 export const CREDENTIALS_PATH = '/v1/credentials'
 /** Header the readiness self-check sends, so its 404s are not counted as pod traffic. */
@@ -38,28 +43,17 @@ export interface CredentialHandlerOptions {
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
-const NOT_FOUND = new RequestError('NotFound', 404, '404 page not found')
-const METHOD_NOT_ALLOWED = new RequestError(
-  'MethodNotAllowed',
-  405,
-  'Method not allowed: use GET /v1/credentials',
-)
-const MISSING_HOST = new RequestError(
-  'BadRequest',
-  400,
+// The refusals that take no argument, made once.
+const NOT_FOUND = new NotFoundError()
+const METHOD_NOT_ALLOWED = new MethodNotAllowedError()
+const MISSING_HOST = new BadRequestError(
   'Missing required Host header (HTTP/1.1 requests must carry one)',
 )
-const DUPLICATE_HOST = new RequestError(
-  'BadRequest',
-  400,
+const DUPLICATE_HOST = new BadRequestError(
   'More than one Host header: a request must name one address',
 )
-const MISSING_TOKEN = new RequestError('MissingToken', 400, 'Service account token cannot be empty')
-const FORWARDED = new RequestError(
-  'AccessDenied',
-  403,
-  'Access Denied. Requests relayed through a proxy (X-Forwarded-For or Forwarded header) are not accepted',
-)
+const MISSING_TOKEN = new MissingTokenError()
+const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
   const { cache, clock, hostCheck, logger } = o
@@ -68,11 +62,10 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   const trace = logger.isLevelEnabled('trace')
   const debug = logger.isLevelEnabled('debug')
   const writeLine = rawLineWriter(logger)
-  const anchor = new ExchangeAnchor()
 
   /** One trace line per answer, same layout as pino's, from a tail pre-built once per entry. */
   function traceServed(entry: CacheEntry, nowMs: number, kind: 'hit' | 'miss'): void {
-    entry.traceTail ??= `,"tokenDigest":${JSON.stringify(entry.digest)},"namespace":${JSON.stringify(entry.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.serviceAccount ?? null)},"msg":"served credentials"}\n`
+    entry.traceTail ??= `,"tokenDigest":${JSON.stringify(entry.digest)},"namespace":${JSON.stringify(entry.association.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.association.serviceAccount ?? null)},"msg":"served credentials"}\n`
     writeLine(
       `{"level":"trace","time":"${isoTime(nowMs)}","event":"served","cache":"${kind}"${entry.traceTail}`,
     )
@@ -107,15 +100,14 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     // the token again (a herd of one pod's workers parses it once).
     let pending = cache.join(token, nowMs)
     if (pending === undefined) {
-      let claims
+      let checked
       try {
-        claims = parseToken(token)
-        checkTokenTimes(claims, nowMs)
+        checked = checkToken(token, nowMs)
       } catch (err) {
         fail(res, toAgentError(err), head, t0)
         return
       }
-      pending = cache.resolve(token, claims)
+      pending = cache.resolve(checked)
     }
     try {
       const entry = await pending
@@ -178,7 +170,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       return
     }
     if (forwarded) {
-      fail(res, FORWARDED, head, t0)
+      fail(res, RELAYED, head, t0)
       return
     }
     if (token === undefined || token === '') {
@@ -186,7 +178,6 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       return
     }
     const now = clock.now()
-    anchor.offer(req, res, now)
     const entry = cache.lookup(token, now)
     if (entry !== undefined) {
       ok(res, entry, head)

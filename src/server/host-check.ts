@@ -1,7 +1,7 @@
 // The Host check that blocks DNS rebinding and relayed requests: the Host header, port and
 // brackets stripped, must name one of the addresses the agent is bound to.
 
-import { RequestError } from '../errors.js'
+import { ForeignHostError } from '../errors.js'
 
 export class HostCheck {
   /**
@@ -11,7 +11,6 @@ export class HostCheck {
    */
   readonly #fast: string[] = []
   readonly #hosts: ReadonlySet<string>
-  readonly #listText: string
 
   constructor(bindHosts: readonly string[], port: number) {
     this.#hosts = new Set(bindHosts.map((h) => h.toLowerCase()))
@@ -19,20 +18,15 @@ export class HostCheck {
       const form = h.includes(':') ? `[${h}]` : h
       this.#fast.push(form, `${form}:${port}`)
     }
-    this.#listText = `[${[...this.#hosts].join(' ')}]`
   }
 
-  /** Throws a 403 RequestError unless `host` (the raw Host header, '' when absent) is allowed. */
+  /** Throws ForeignHostError (403) unless `host` (the raw Host header, '' when absent) is allowed. */
   check(host: string): void {
     const fast = this.#fast
     for (let i = 0; i < fast.length; i++) if (fast[i] === host) return
     const name = stripPort(host)
     if (this.#hosts.has(name.toLowerCase())) return
-    throw new RequestError(
-      'AccessDenied',
-      403,
-      `Access Denied. Called agent through invalid address, please use either ${this.#listText} address not ${name.slice(0, 255)}`,
-    )
+    throw new ForeignHostError([...this.#hosts], name)
   }
 }
 

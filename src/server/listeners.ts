@@ -2,10 +2,10 @@
 // bound is logged and skipped), plus the probe and metrics servers.
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../util/logger.js'
-import { createServer } from '../util/node-http.js'
 
 export interface BoundServer {
   server: Server

@@ -2,8 +2,8 @@
 // through a proxy from the environment) and expects the 404 that any other path answers.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { request } from 'node:http'
 import type { Registry } from 'prom-client'
-import { request } from '../util/node-http.js'
 import { SELF_CHECK_HEADER } from './credential-handler.js'
 
 export interface ProbeTarget {

@@ -1,9 +1,15 @@
 // Errors become HTTP responses here and only here: JSON `{"Code","Message"}` that every SDK can read.
 
 import type { ServerResponse } from 'node:http'
+import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { AgentError, AgentErrorCode } from '../errors.js'
-import { STATUS_CODES } from '../util/node-http.js'
+import type { AgentError } from '../errors.js'
+import {
+  BadRequestError,
+  HeaderFieldsTooLargeError,
+  PayloadTooLargeError,
+  RequestTimeoutError,
+} from '../errors.js'
 
 /** Serialise an error body: `{"Code":"...","Message":"..."}`. */
 export function errorBody(code: string, message: string): Buffer {
@@ -46,32 +52,21 @@ export interface ClientError extends Error {
 /** llhttp reasons are fixed texts; anything else is not quoted. */
 const REASON_SYNTAX = /^[A-Za-z0-9 ,.'()_-]{1,120}$/
 
-/** Status, Code and Message for a request Node refused before any handler saw it. */
-export function clientErrorAnswer(
-  err: ClientError,
-  maxHeaderBytes: number,
-): { status: number; code: AgentErrorCode; message: string } {
+/** The error for a request Node refused before any handler saw it. */
+export function clientErrorAnswer(err: ClientError, maxHeaderBytes: number): AgentError {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
-      return {
-        status: 431,
-        code: 'RequestHeaderFieldsTooLarge',
-        message: `Request header fields too large: the limit is ${maxHeaderBytes} bytes`,
-      }
+      return new HeaderFieldsTooLargeError(maxHeaderBytes)
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return { status: 413, code: 'PayloadTooLarge', message: 'Chunk extensions too large' }
+      return new PayloadTooLargeError('Chunk extensions too large')
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return {
-        status: 408,
-        code: 'RequestTimeout',
-        message: 'Request not received in time: the connection is closed',
-      }
+      return new RequestTimeoutError()
     default: {
       const why =
         err.reason !== undefined && REASON_SYNTAX.test(err.reason)
           ? err.reason
           : 'the request could not be parsed'
-      return { status: 400, code: 'BadRequest', message: `Malformed HTTP request: ${why}` }
+      return new BadRequestError(`Malformed HTTP request: ${why}`)
     }
   }
 }
@@ -91,8 +86,9 @@ export function sendClientError(
     socket.destroy()
     return undefined
   }
-  const { status, code, message } = clientErrorAnswer(err, maxHeaderBytes)
-  const body = errorBody(code, message)
+  const answer = clientErrorAnswer(err, maxHeaderBytes)
+  const status = answer.statusCode
+  const body = errorBody(answer.code, answer.message)
   const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
   socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]))
   socket.destroy()

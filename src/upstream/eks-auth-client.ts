@@ -2,12 +2,13 @@
 // SigV4 (protocol.md 1.2, 1.8), sent with undici through a keep-alive, proxy-aware dispatcher.
 // Retries only what can heal by itself (connection errors, timeouts, 500/502/503/504); never a
 // 4xx, so throttling is never amplified. Messages never carry a token, key or secret.
+// Over 250 lines: request, retries and the mapping of every transport failure are one contract.
 
 // undici and the signer are imported lazily (see #load): undici alone costs 100-300 ms of start-up
-// on a small node, and the agent must be ready within 500 ms. Types only here; undici's parts
-// come through ./undici-parts.js.
+// on a small node, and the agent must be ready within 500 ms. Types only here.
 import type { SignatureV4 } from '@smithy/signature-v4'
 import type { Dispatcher } from 'undici'
+import { isClusterName, validateEndpointUrl } from '../config/values.js'
 import {
   AgentError,
   InvalidUpstreamResponseError,
@@ -16,9 +17,9 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError,
 } from '../errors.js'
-import { DEFAULT_MAX_WINDOW } from '../cache/upstream-gate.js'
+import type { NodeCredentials, NodeCredentialsProvider } from '../node-credentials/types.js'
+import type { CheckedToken } from '../token/validity.js'
 import type { Clock } from '../util/clock.js'
-import { validateEndpointUrl } from './endpoint.js'
 import {
   MAX_RESPONSE_BYTES,
   getHeader,
@@ -26,24 +27,19 @@ import {
   parseSuccessBody,
   type ResponseHeaders,
 } from './eks-auth-response.js'
-import { loadUndiciParts } from './undici-parts.js'
-import type {
-  CredentialFetcher,
-  NodeCredentials,
-  NodeCredentialsProvider,
-  PodCredentials,
-} from './types.js'
+import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
+import { DEFAULT_MAX_WINDOW } from './upstream-gate.js'
 
 /** What the `onAttempt` hook sees of one HTTP attempt. Never a token or a secret. */
 export interface EksAuthAttempt {
-  /** Time from sending the request to the outcome, in milliseconds of the injected clock. */
+  /** Time from sending the request to the outcome, in ms (the clock's monotonic reading). */
   durationMs: number
   outcome: 'success' | 'error'
   /** HTTP status when a response arrived. */
   statusCode?: number | undefined
   /** Error code (upstream code, or the agent's code for transport failures) when outcome is error. */
   code?: string | undefined
-  /** 1-based attempt number within one fetchCredentials call. */
+  /** 1-based attempt number within one fetch call. */
   attempt: number
 }
 
@@ -59,7 +55,7 @@ export interface EksAuthClientOptions {
   endpoint: string
   /** The node's own credentials, used to sign. Failures become NodeCredentialsError (no retry). */
   credentials: NodeCredentialsProvider
-  /** Time source for backoff sleeps (clock.setTimer), the total budget and attempt durations. */
+  /** Signing dates, backoff sleeps (clock.setTimer), the total budget and attempt durations. */
   clock: Clock
   /**
    * HTTP dispatcher. Default: an undici `EnvHttpProxyAgent` (honours HTTPS_PROXY / HTTP_PROXY /
@@ -71,7 +67,7 @@ export interface EksAuthClientOptions {
   connectTimeoutMs?: number | undefined
   /** Budget of one attempt, headers and body, in ms. Default 1000 (the reference's client Timeout). */
   attemptTimeoutMs?: number | undefined
-  /** Most attempts per fetchCredentials call, first one included. Default 3. */
+  /** Most attempts per fetch call, first one included. Default 3. */
   maxAttempts?: number | undefined
   /** No attempt is started that could not finish within this many ms of the call's start. Default 3000. */
   totalTimeoutMs?: number | undefined
@@ -87,7 +83,6 @@ const BACKOFF_BASE_MS = 50
 const BACKOFF_CAP_MS = 400
 /** Idle keep-alive of the default dispatcher's sockets when the server sends no hint, in ms. */
 const KEEP_ALIVE_TIMEOUT_MS = 20_000
-const CLUSTER_NAME_SYNTAX = /^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
@@ -166,7 +161,7 @@ interface Transport {
   signer: SignatureV4
 }
 
-export class EksAuthClient implements CredentialFetcher {
+export class EksAuthClient implements CredentialSource {
   readonly #clock: Clock
   readonly #region: string
   readonly #credentials: () => Promise<NodeCredentials>
@@ -188,7 +183,7 @@ export class EksAuthClient implements CredentialFetcher {
   readonly #onAttempt: ((a: EksAuthAttempt) => void) | undefined
 
   constructor(opts: EksAuthClientOptions) {
-    if (!CLUSTER_NAME_SYNTAX.test(opts.clusterName)) {
+    if (!isClusterName(opts.clusterName)) {
       throw new Error(
         `EksAuthClient: invalid cluster name ${JSON.stringify(opts.clusterName)} (1-100 letters, digits, '-' or '_', starting with a letter or digit)`,
       )
@@ -236,7 +231,7 @@ export class EksAuthClient implements CredentialFetcher {
     if (this.#loading === undefined) {
       const p = (async (): Promise<Transport> => {
         const [undici, sigv4, hashNode] = await Promise.all([
-          loadUndiciParts(),
+          import('undici'),
           import('@smithy/signature-v4'),
           import('@smithy/hash-node'),
         ])
@@ -271,18 +266,20 @@ export class EksAuthClient implements CredentialFetcher {
   }
 
   /**
-   * Loads the HTTP client and signer in the background (call it once the listeners are up) so
-   * the first upstream call does not pay for the imports. Never rejects.
+   * Loads the HTTP client and the signer and resolves the node's credentials, in the background
+   * (once the listeners are up), so that the first upstream call pays for none of it.
    */
-  preload(): Promise<void> {
-    return this.#load().then(
+  warmUp(): Promise<void> {
+    return Promise.all([this.#load(), this.#credentials()]).then(
       () => undefined,
       () => undefined,
     )
   }
 
-  async fetchCredentials(token: string, signal?: AbortSignal): Promise<PodCredentials> {
-    const start = this.#clock.now()
+  async fetch(request: CheckedToken, options: FetchOptions = {}): Promise<SourceAnswer> {
+    const { token } = request
+    const { signal } = options
+    const start = this.#clock.monotonicMs()
     const body = Buffer.from(JSON.stringify({ token }))
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw callerAbortError(signal)
@@ -293,7 +290,7 @@ export class EksAuthClient implements CredentialFetcher {
         if (!isRetryable(err) || attempt >= this.#maxAttempts) throw err
         const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1))
         const delay = Math.floor(this.#random() * ceiling)
-        const elapsed = this.#clock.now() - start
+        const elapsed = this.#clock.monotonicMs() - start
         if (elapsed + delay + this.#attemptTimeoutMs > this.#totalTimeoutMs) throw err
         await this.#sleep(delay, signal)
       }
@@ -342,17 +339,16 @@ export class EksAuthClient implements CredentialFetcher {
     body: Buffer,
     attempt: number,
     signal?: AbortSignal,
-  ): Promise<PodCredentials> {
+  ): Promise<SourceAnswer> {
     const transport = this.#transport ?? (await this.#load())
     const headers = await this.#sign(transport.signer, body)
     if (signal?.aborted) throw callerAbortError(signal)
 
-    const t0 = this.#clock.now()
-    // A real-time deadline for real I/O, cleared on completion; the caller's signal is chained
-    // with a listener removed in `finally` (no signal retained per call).
+    const t0 = this.#clock.monotonicMs()
+    // The attempt's deadline (undici's header and body timeouts bound each phase in real time as
+    // well); the caller's signal is chained with a listener removed in `finally`.
     const ac = new AbortController()
-    const timer = setTimeout(() => ac.abort(), this.#attemptTimeoutMs)
-    timer.unref()
+    const timer = this.#clock.setTimer(() => ac.abort(), this.#attemptTimeoutMs)
     const onCallerAbort = () => ac.abort()
     signal?.addEventListener('abort', onCallerAbort, { once: true })
 
@@ -390,9 +386,9 @@ export class EksAuthClient implements CredentialFetcher {
             `response body from EKS Auth larger than ${MAX_RESPONSE_BYTES} bytes`,
           )
         }
-        const creds = parseSuccessBody(buf)
+        const answer = parseSuccessBody(buf)
         outcome = 'success'
-        return creds
+        return answer
       }
 
       if (statusCode >= 300 && statusCode < 400) {
@@ -417,12 +413,12 @@ export class EksAuthClient implements CredentialFetcher {
       code = err instanceof AgentError ? err.code : 'InternalError'
       throw err
     } finally {
-      clearTimeout(timer)
+      timer.cancel()
       signal?.removeEventListener('abort', onCallerAbort)
       if (this.#onAttempt !== undefined) {
         try {
           this.#onAttempt({
-            durationMs: this.#clock.now() - t0,
+            durationMs: this.#clock.monotonicMs() - t0,
             outcome,
             statusCode,
             code: outcome === 'error' ? code : undefined,

@@ -1,10 +1,11 @@
-// Pure parsing of EKS Auth answers (protocol.md 1.4, 1.5): a 2xx body into PodCredentials, an
+// Pure parsing of EKS Auth answers (protocol.md 1.4, 1.5): a 2xx body into a SourceAnswer, an
 // error answer into an UpstreamError. No I/O here; the client reads the (size-capped) body.
 // Messages never contain credential values, and never a non-JSON body (it may be a proxy's page).
 
 import { InvalidUpstreamResponseError, UpstreamError } from '../errors.js'
 import { secretRedactor } from '../util/redact.js'
-import type { PodCredentials } from './types.js'
+import { EKS_AUTH_ERROR_CODES, isIrrecoverableEksAuthCode } from './error-codes.js'
+import type { SourceAnswer } from './types.js'
 
 /** Largest response body the client reads, in bytes. */
 export const MAX_RESPONSE_BYTES = 64 * 1024
@@ -14,19 +15,6 @@ export const MAX_UPSTREAM_MESSAGE_CHARS = 512
 
 /** Response headers as undici and node:http give them (names lower-case). */
 export type ResponseHeaders = Readonly<Record<string, string | string[] | undefined>>
-
-/** The modelled EKS Auth errors (protocol.md 1.5). */
-export const EKS_AUTH_ERROR_CODES: readonly string[] = [
-  'AccessDeniedException',
-  'ExpiredTokenException',
-  'InvalidParameterException',
-  'InvalidRequestException',
-  'InvalidTokenException',
-  'ResourceNotFoundException',
-  'ThrottlingException',
-  'InternalServerException',
-  'ServiceUnavailableException',
-]
 
 /** The modelled codes keyed by lower-case name, for matching. */
 const MODELLED_CODES: ReadonlyMap<string, string> = new Map(
@@ -100,7 +88,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /**
  * Builds the UpstreamError for a non-2xx answer. `body` is the raw body, or `undefined` when it
  * could not be read (too large, reset, timed out): the status and headers still tell the story.
- * fault is `server` for 5xx, else `client`. `secrets` are what the request carried (the pod's
+ * `secrets` are what the request carried (the pod's
  * token, the node's session token): any piece of them the answer quotes is cut out of the code,
  * message and request id, which reach error bodies and logs.
  */
@@ -113,7 +101,6 @@ export function parseErrorResponse(
   const redact = secretRedactor(secrets)
   const rawRequestId = requestIdFrom(headers)
   const requestId = rawRequestId === undefined ? undefined : redact(rawRequestId)
-  const fault = statusCode >= 500 ? 'server' : 'client'
   const headerType = getHeader(headers, 'x-amzn-errortype')
 
   let code: string | undefined =
@@ -150,14 +137,14 @@ export function parseErrorResponse(
       if (typeof m === 'string' && m.trim() !== '') message = cleanMessage(redact(m))
     }
   }
-  if (code !== undefined && redact(code) !== code) code = 'UnknownError'
+  if (code === undefined || redact(code) !== code) code = 'UnknownError'
 
   return new UpstreamError({
     statusCode,
-    code: code ?? 'UnknownError',
+    code,
     message: message ?? `no error message (HTTP ${statusCode})`,
     requestId,
-    fault,
+    irrecoverable: isIrrecoverableEksAuthCode(code),
   })
 }
 
@@ -201,14 +188,14 @@ export function accountIdFromArn(arn: string): string | undefined {
 }
 
 /**
- * Parses a 2xx body into PodCredentials. Required: `credentials.accessKeyId`, `.secretAccessKey`,
+ * Parses a 2xx body into a SourceAnswer. Required: `credentials.accessKeyId`, `.secretAccessKey`,
  * `.sessionToken` (non-empty strings), `credentials.expiration` (a finite JSON number, epoch
  * seconds, fractional allowed) and `assumedRoleUser.arn` (an ARN with a 12-digit account id).
  * Optional and informational (ignored when absent or not strings): `podIdentityAssociation.
  * associationId`, `subject.namespace`, `subject.serviceAccount`. Throws
  * InvalidUpstreamResponseError naming the first bad field, never its value.
  */
-export function parseSuccessBody(body: Uint8Array | string): PodCredentials {
+export function parseSuccessBody(body: Uint8Array | string): SourceAnswer {
   const text = typeof body === 'string' ? body : decoder.decode(body)
   let parsed: unknown
   try {
@@ -241,14 +228,18 @@ export function parseSuccessBody(body: Uint8Array | string): PodCredentials {
   }
 
   return {
-    accessKeyId,
-    secretAccessKey,
-    sessionToken,
-    accountId,
-    expirationMs: Math.round(expiration * 1000),
-    assumedRoleArn,
-    associationId: optionalString(parsed.podIdentityAssociation, 'associationId'),
-    namespace: optionalString(parsed.subject, 'namespace'),
-    serviceAccount: optionalString(parsed.subject, 'serviceAccount'),
+    credentials: {
+      accessKeyId,
+      secretAccessKey,
+      sessionToken,
+      accountId,
+      expirationMs: Math.round(expiration * 1000),
+      assumedRoleArn,
+    },
+    association: {
+      id: optionalString(parsed.podIdentityAssociation, 'associationId'),
+      namespace: optionalString(parsed.subject, 'namespace'),
+      serviceAccount: optionalString(parsed.subject, 'serviceAccount'),
+    },
   }
 }

@@ -2,6 +2,8 @@
 // AWS_ENDPOINT_URL, then the default hostname of the region's partition (protocol.md 1.3).
 // The default is the dual-stack hostname wherever the partition has one, as the SDK rules give.
 
+import { ConfigError, isRegionName, validateEndpointUrl } from '../config/values.js'
+
 interface Partition {
   readonly id: string
   readonly regionRegex: RegExp
@@ -24,9 +26,6 @@ const PARTITIONS: readonly Partition[] = [
 /** Regions that match no pattern fall back to the `aws` partition, as the SDKs do. */
 const DEFAULT_PARTITION = PARTITIONS[PARTITIONS.length - 1] as Partition
 
-/** A region name is a DNS label (no dots): anything else could redirect the signed call. */
-const REGION_SYNTAX = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
-
 /**
  * Splits a region such as `fips-us-east-1` or `us-east-1-fips` into its base region and the FIPS
  * switch (the Go SDK's mapping). Use the base region as the SigV4 signing region.
@@ -47,38 +46,6 @@ function findPartition(region: string): Partition {
   return DEFAULT_PARTITION
 }
 
-/**
- * Checks that `value` is an absolute http(s) URL usable as an EKS Auth base URL and returns it
- * parsed. Throws an Error naming `what` otherwise. A URL carrying a user name or password is
- * refused without echoing it (it could hold a secret); query strings and fragments are refused
- * because the request path is appended to the URL's path.
- */
-export function validateEndpointUrl(value: string, what = 'endpoint'): URL {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    throw new Error(`invalid ${what} ${JSON.stringify(value)}: not an absolute URL`)
-  }
-  if (url.username !== '' || url.password !== '') {
-    throw new Error(`invalid ${what}: a URL with a user name or password is not supported`)
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new Error(
-      `invalid ${what} ${JSON.stringify(value)}: the scheme must be http or https, not ${url.protocol.slice(0, -1)}`,
-    )
-  }
-  if (url.hostname === '') {
-    throw new Error(`invalid ${what} ${JSON.stringify(value)}: no host name`)
-  }
-  if (url.search !== '' || url.hash !== '') {
-    throw new Error(
-      `invalid ${what} ${JSON.stringify(value)}: a query string or fragment is not supported`,
-    )
-  }
-  return url
-}
-
 function isTrue(v: string | undefined): boolean {
   return v !== undefined && v.trim().toLowerCase() === 'true'
 }
@@ -88,7 +55,7 @@ function isTrue(v: string | undefined): boolean {
  * `AWS_ENDPOINT_URL_EKS_AUTH` > `AWS_ENDPOINT_URL` > the region's default hostname. The two env
  * vars are skipped when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`, as in the SDKs. FIPS is on when
  * `AWS_USE_FIPS_ENDPOINT=true` or the region is `fips-X` / `X-fips`; FIPS with a custom endpoint
- * throws, as the SDK endpoint rules do.
+ * throws, as the SDK endpoint rules do. Throws ConfigError.
  *
  * @param opts.env defaults to `process.env`
  */
@@ -115,15 +82,13 @@ export function resolveEksAuthEndpoint(opts: {
   }
 
   if (custom !== undefined) {
-    if (fips) throw new Error('FIPS and custom endpoint are not supported')
+    if (fips) throw new ConfigError('FIPS and custom endpoint are not supported')
     validateEndpointUrl(custom.value, custom.what)
     return custom.value.replace(/\/+$/, '')
   }
 
-  if (region === '') throw new Error('Invalid Configuration: Missing Region')
-  if (!REGION_SYNTAX.test(region)) {
-    throw new Error(`invalid region ${JSON.stringify(opts.region)}`)
-  }
+  if (region === '') throw new ConfigError('Invalid Configuration: Missing Region')
+  if (!isRegionName(region)) throw new ConfigError(`invalid region ${JSON.stringify(opts.region)}`)
   const host = fips ? 'eks-auth-fips' : 'eks-auth'
   return `https://${host}.${region}.${findPartition(region).suffix}`
 }

@@ -1,7 +1,13 @@
-// What every credential source (EKS Auth, later STS) returns, and the interface the cache uses.
+// The seam between the cache and wherever credentials come from. A credential source receives a
+// checked pod token and answers with role credentials and what the answer says about the
+// association; the cache and the server never know which source answered. EKS Auth is one
+// source; the upstream gate, a fallback or a chained role wrap others behind the same interface.
 
-/** Credentials for one pod, as the upstream issued them. */
-export interface PodCredentials {
+import type { CheckedToken } from '../token/validity.js'
+import type { CallTicket } from './call-ticket.js'
+
+/** Role credentials for one pod, as a source issued them. */
+export interface IssuedCredentials {
   accessKeyId: string
   secretAccessKey: string
   sessionToken: string
@@ -11,24 +17,35 @@ export interface PodCredentials {
   expirationMs: number
   /** Assumed-role session ARN (informational, for logs). */
   assumedRoleArn: string
-  /** Pod identity association id (informational, for logs); absent for sources without one. */
-  associationId?: string | undefined
+}
+
+/** What an answer says about the association that granted the role (informational, for logs). */
+export interface AssociationInfo {
+  /** Pod identity association id; absent for sources without one. */
+  id?: string | undefined
   namespace?: string | undefined
   serviceAccount?: string | undefined
 }
 
-/** A credential source. Implementations throw AgentError subclasses (see src/errors.ts). */
-export interface CredentialFetcher {
-  /** Exchange a pod's service-account token for role credentials. */
-  fetchCredentials(token: string, signal?: AbortSignal): Promise<PodCredentials>
+export interface SourceAnswer {
+  credentials: IssuedCredentials
+  association: AssociationInfo
 }
 
-/** The node's own AWS credentials, used to sign upstream calls. */
-export interface NodeCredentials {
-  accessKeyId: string
-  secretAccessKey: string
-  sessionToken?: string | undefined
-  expiration?: Date | undefined
+export interface FetchOptions {
+  /** A background renewal: no pod waits for it, so it yields to pod requests. Default false. */
+  background?: boolean | undefined
+  /** Kept current while the call waits in a queue (see call-ticket.ts). */
+  ticket?: CallTicket | undefined
+  /** Abandons the call; it rejects with the signal's AgentError reason, or a timeout. */
+  signal?: AbortSignal | undefined
 }
 
-export type NodeCredentialsProvider = () => Promise<NodeCredentials>
+export interface CredentialSource {
+  /** Exchange a checked pod token for role credentials. Rejects with an AgentError (errors.ts). */
+  fetch(request: CheckedToken, options?: FetchOptions): Promise<SourceAnswer>
+  /** Load what the first call needs (modules, signer, connections) ahead of it. Never rejects. */
+  warmUp(): Promise<void>
+  /** Release connections and timers. */
+  close(): Promise<void>
+}

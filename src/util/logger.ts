@@ -4,10 +4,12 @@
 import { createHash } from 'node:crypto'
 import { pino } from 'pino'
 import type { DestinationStream, Logger } from 'pino'
-import type { LogLevel } from '../config/server-config.js'
 import { TurnBatchingDestination, batchedDestination } from './log-destination.js'
 
 export type { Logger }
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
 
 const SECRET_KEYS = [
   'token',

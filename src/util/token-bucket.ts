@@ -3,13 +3,13 @@
 import type { Clock } from './clock.js'
 
 export class TokenBucket {
-  readonly #clock: Clock
+  readonly #clock: Pick<Clock, 'now'>
   readonly #ratePerMs: number
   readonly #burst: number
   #tokens: number
   #lastMs: number
 
-  constructor(opts: { clock: Clock; ratePerSecond: number; burst: number }) {
+  constructor(opts: { clock: Pick<Clock, 'now'>; ratePerSecond: number; burst: number }) {
     if (!(opts.ratePerSecond > 0) || !(opts.burst >= 1)) {
       throw new TypeError('TokenBucket needs ratePerSecond > 0 and burst >= 1')
     }

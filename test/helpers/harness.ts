@@ -9,7 +9,7 @@ import { fromHttp } from '@aws-sdk/credential-provider-http'
 import type { AgentDeps, RunningAgent } from '../../src/agent.js'
 import { startAgent } from '../../src/agent.js'
 import type { ServerConfig } from '../../src/config/server-config.js'
-import type { Association } from '../../src/mock/associations.js'
+import type { Association } from '../../src/associations/associations.js'
 import type { MockEksAuthOptions } from '../../src/mock/mock-eks-auth.js'
 import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import type { MintOptions } from '../../src/mock/token-issuer.js'
@@ -92,6 +92,7 @@ export function baseConfig(over: Partial<ServerConfig> = {}): ServerConfig {
 
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   const issuer = await TokenIssuer.generate()
+  const clock = o.deps?.clock
   const mock = new MockEksAuth({
     clusterName: 'test-cluster',
     associations: DEFAULT_ASSOCIATIONS,
@@ -99,6 +100,8 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     nodeCredentials: [
       { accessKeyId: NODE_KEY.accessKeyId, secretAccessKey: NODE_KEY.secretAccessKey },
     ],
+    // EKS Auth and the node share time: a clock the test drives drives both.
+    ...(clock !== undefined ? { now: () => clock.now() } : {}),
     ...o.mock,
   })
   const mockUrl = o.startMock === false ? 'http://127.0.0.1:9' : await mock.start()
@@ -131,7 +134,13 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     logs,
     secrets,
     async mint(opts = {}) {
-      const token = await issuer.mint({ namespace: 'default', serviceAccount: 'app', ...opts })
+      const token = await issuer.mint({
+        namespace: 'default',
+        serviceAccount: 'app',
+        // Issued at the time the agent and the mock live in.
+        ...(clock !== undefined ? { nowMs: clock.now() } : {}),
+        ...opts,
+      })
       secrets.add(token)
       return token
     },

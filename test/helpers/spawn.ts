@@ -168,15 +168,6 @@ export function startedCredentialsUrl(stdout: string): string | undefined {
   return `http://${listeners[0]}/v1/credentials`
 }
 
-/** Resolves once check() is true; fails after 10 s, naming what. */
-export async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
 let stdoutFiles = 0
 /**
  * Run node with args, its stdout into a file in dir: V8 writes its traces and %DebugPrint with

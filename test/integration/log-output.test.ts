@@ -18,8 +18,8 @@ import {
   runNodeToFile,
   startCli,
   startedCredentialsUrl,
-  until,
 } from '../helpers/spawn.js'
+import { until } from '../helpers/until.js'
 
 let dir: string
 let issuer: TokenIssuer

@@ -2,7 +2,18 @@
 
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../src/util/clock.js'
+import type { Harness } from '../helpers/harness.js'
 import { metricValue, startHarness } from '../helpers/harness.js'
+import { until } from '../helpers/until.js'
+
+/** Polls a metric until it reads `value`, moving the agent's clock 50 ms between looks. */
+function metricReaches(h: Harness, clock: ManualClock, series: string, value: number) {
+  return until(
+    async () => metricValue(await h.metricsText(), series) === value,
+    `${series} = ${value}`,
+    () => clock.advance(50),
+  )
+}
 
 describe('background renewal', () => {
   it('renews after the retention window without making the pod wait, and keeps serving while the upstream fails', async () => {
@@ -22,7 +33,13 @@ describe('background renewal', () => {
       h.mock.setFaults({ errorRate: 1, errorStatus: 503 })
       clock.advance(1 * 3_600_000) // 3.5 h after the fetch
       expect((await h.sdkFetch(file)).accessKeyId).toBe(first.accessKeyId)
-      await new Promise((r) => setTimeout(r, 300)) // let the background renewal (3 attempts) finish
+      // The background renewal fails after its 3 attempts (whose backoff runs on the clock).
+      await metricReaches(
+        h,
+        clock,
+        'pod_identity_cache_errors{type="Recoverable",code="ServiceUnavailableException"}',
+        1,
+      )
       expect(h.mock.stats.byOutcome.ServiceUnavailableException).toBe(3)
       expect((await h.sdkFetch(file)).accessKeyId).toBe(first.accessKeyId)
       const text = await h.metricsText()
@@ -37,7 +54,7 @@ describe('background renewal', () => {
       h.mock.setFaults({ errorRate: 0 })
       clock.advance(130_000)
       expect((await h.sdkFetch(file)).accessKeyId).toBe(first.accessKeyId) // served at once, renewal in background
-      await new Promise((r) => setTimeout(r, 200))
+      await metricReaches(h, clock, 'pod_identity_cache_state{state="hit"}', 1)
       const renewed = await h.sdkFetch(file)
       expect(renewed.accessKeyId).not.toBe(first.accessKeyId)
       expect(metricValue(await h.metricsText(), 'pod_identity_cache_state{state="hit"}')).toBe(1)
@@ -55,7 +72,7 @@ describe('background renewal', () => {
       h.mock.setAssociations([]) // the association was deleted
       clock.advance(3.5 * 3_600_000)
       await h.sdkFetch(file) // served from cache, renewal starts
-      await new Promise((r) => setTimeout(r, 200))
+      await metricReaches(h, clock, 'pod_identity_cache_state{state="evicted"}', 1)
       const err = (await h.sdkFetch(file).catch((e: unknown) => e)) as Error
       expect(err.message).toContain('404')
       const text = await h.metricsText()

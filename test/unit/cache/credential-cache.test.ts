@@ -1,15 +1,18 @@
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { cacheKey } from '../../../src/cache/cache-key.js'
 import type { CredentialCacheOptions } from '../../../src/cache/credential-cache.js'
-import { CredentialCache, cacheKey } from '../../../src/cache/credential-cache.js'
+import { CredentialCache } from '../../../src/cache/credential-cache.js'
 import { AgentError, UpstreamError } from '../../../src/errors.js'
 import { createMetrics } from '../../../src/metrics/metrics.js'
-import type { TokenClaims } from '../../../src/server/token.js'
-import { NBF_SKEW_MS } from '../../../src/server/token.js'
-import type { PodCredentials } from '../../../src/upstream/types.js'
+import type { TokenClaims } from '../../../src/token/parse-token.js'
+import { NBF_SKEW_MS } from '../../../src/token/validity.js'
+import { isIrrecoverableEksAuthCode } from '../../../src/upstream/error-codes.js'
+import { gated } from '../../../src/upstream/gated-source.js'
+import type { SourceAnswer } from '../../../src/upstream/types.js'
 import { ManualClock } from '../../../src/util/clock.js'
 import { createLogger, tokenDigest } from '../../../src/util/logger.js'
-import { DeferredFetcher, flush, podCredentials } from '../../helpers/deferred-fetcher.js'
+import { DeferredSource, flush, podCredentials } from '../../helpers/deferred-source.js'
 import type { LogLines } from '../../helpers/log-lines.js'
 import { logLines } from '../../helpers/log-lines.js'
 
@@ -28,16 +31,22 @@ function tok(name: string): string {
   return t
 }
 
-function creds(n: number | string, expirationMs: number): PodCredentials {
+function creds(n: number | string, expirationMs: number): SourceAnswer {
   const c = podCredentials(n, expirationMs)
-  secrets.add(c.secretAccessKey)
-  secrets.add(c.sessionToken)
+  secrets.add(c.credentials.secretAccessKey)
+  secrets.add(c.credentials.sessionToken)
   return c
+}
+
+/** Cache options, plus the upstream gate's windows (the gate sits in front of the source). */
+type SetupOptions = Partial<Omit<CredentialCacheOptions, 'source'>> & {
+  initialUpstreamWindow?: number
+  maxUpstreamWindow?: number
 }
 
 interface Setup {
   cache: CredentialCache
-  fetcher: DeferredFetcher
+  fetcher: DeferredSource
   clock: ManualClock
   registry: Registry
   logs: LogLines
@@ -46,22 +55,22 @@ interface Setup {
   metric(name: string, labels?: Record<string, string>): Promise<number>
 }
 
-function setup(opts: Partial<CredentialCacheOptions> = {}): Setup {
+function setup(opts: SetupOptions = {}): Setup {
+  const { initialUpstreamWindow, maxUpstreamWindow, ...cacheOpts } = opts
   const clock = new ManualClock()
   const t0 = clock.now()
-  const fetcher = new DeferredFetcher()
+  const fetcher = new DeferredSource()
   const registry = new Registry()
   const logs = logLines()
   sinks.push(logs)
-  const ref: { cache?: CredentialCache } = {}
-  const metrics = createMetrics({
-    registry,
-    version: 'test',
-    cacheEntries: () => ref.cache?.size ?? 0,
-    processMetrics: false,
-  })
+  const metrics = createMetrics({ registry, version: 'test', processMetrics: false })
   const cache = new CredentialCache({
-    fetcher,
+    source: gated(fetcher, {
+      clock,
+      metrics,
+      initialWindow: initialUpstreamWindow,
+      maxWindow: maxUpstreamWindow,
+    }),
     clock,
     metrics,
     logger: createLogger('trace', logs),
@@ -69,9 +78,8 @@ function setup(opts: Partial<CredentialCacheOptions> = {}): Setup {
     maxRetentionMs: 3 * H,
     refreshQps: 3,
     random: () => 0.5,
-    ...opts,
+    ...cacheOpts,
   })
-  ref.cache = cache
   return {
     cache,
     fetcher,
@@ -85,6 +93,7 @@ function setup(opts: Partial<CredentialCacheOptions> = {}): Setup {
       namespace: 'default',
       serviceAccount: 'app',
       podName: 'app-7d4b9c-xk2p1',
+      podUid: '6b1f7c2e-0c8d-4a52-9d0e-2f3c4b5a6d7e',
       ...over,
     }),
     async metric(name, labels = {}) {
@@ -99,21 +108,22 @@ function setup(opts: Partial<CredentialCacheOptions> = {}): Setup {
 }
 
 /** Resolve `token` through a fresh upstream call answered with `c`; returns the cached entry. */
-async function prime(s: Setup, token: string, c: PodCredentials, claims = s.claims()) {
-  const p = s.cache.resolve(token, claims)
+async function prime(s: Setup, token: string, c: SourceAnswer, claims = s.claims()) {
+  const p = s.cache.resolve({ token, claims })
   s.fetcher.last().resolve(c)
   const entry = await p
   await flush()
   return entry
 }
 
+/** EKS Auth's error answer: irrecoverable or not as the upstream's error table says. */
 function upstream(code: string, statusCode: number): UpstreamError {
   return new UpstreamError({
     statusCode,
     code,
     message: `upstream said ${code}`,
     requestId: 'req-1',
-    fault: statusCode >= 500 ? 'server' : 'client',
+    irrecoverable: isIrrecoverableEksAuthCode(code),
   })
 }
 
@@ -134,7 +144,9 @@ describe('CredentialCache single flight', () => {
   it('200 concurrent resolves for one token make exactly one upstream call', async () => {
     const s = setup()
     const token = tok('sf')
-    const ps = Array.from({ length: 200 }, () => s.cache.resolve(token, s.claims()))
+    const ps = Array.from({ length: 200 }, () =>
+      s.cache.resolve({ token: token, claims: s.claims() }),
+    )
     expect(s.fetcher.count).toBe(1)
     expect(s.cache.inflight).toBe(1)
     s.fetcher.last().resolve(creds(1, s.t0 + 6 * H))
@@ -151,7 +163,7 @@ describe('CredentialCache single flight', () => {
     const s = setup()
     const token = tok('join')
     expect(s.cache.join(token, s.clock.now())).toBeUndefined() // nothing in flight
-    const first = s.cache.resolve(token, s.claims({ expMs: s.t0 + 10 * MIN }))
+    const first = s.cache.resolve({ token: token, claims: s.claims({ expMs: s.t0 + 10 * MIN }) })
     const joined = s.cache.join(token, s.clock.now())
     expect(joined).toBeDefined()
     expect(s.cache.join(token, s.t0 + 10 * MIN)).toBeUndefined() // expired by then: parse and refuse
@@ -166,8 +178,14 @@ describe('CredentialCache single flight', () => {
     const s = setup()
     const a = tok('sf-a')
     const b = tok('sf-b')
-    const pa = [s.cache.resolve(a, s.claims()), s.cache.resolve(a, s.claims())]
-    const pb = [s.cache.resolve(b, s.claims()), s.cache.resolve(b, s.claims())]
+    const pa = [
+      s.cache.resolve({ token: a, claims: s.claims() }),
+      s.cache.resolve({ token: a, claims: s.claims() }),
+    ]
+    const pb = [
+      s.cache.resolve({ token: b, claims: s.claims() }),
+      s.cache.resolve({ token: b, claims: s.claims() }),
+    ]
     expect(s.fetcher.count).toBe(2)
     expect(s.fetcher.callsFor(a)).toHaveLength(1)
     expect(s.fetcher.callsFor(b)).toHaveLength(1)
@@ -186,7 +204,9 @@ describe('CredentialCache single flight', () => {
   it('a failed call rejects every waiter with the same error', async () => {
     const s = setup()
     const token = tok('sf-fail')
-    const ps = Array.from({ length: 5 }, () => s.cache.resolve(token, s.claims()))
+    const ps = Array.from({ length: 5 }, () =>
+      s.cache.resolve({ token: token, claims: s.claims() }),
+    )
     const err = upstream('ServiceUnavailableException', 503)
     s.fetcher.last().reject(err)
     const results = await Promise.allSettled(ps)
@@ -211,7 +231,7 @@ describe('CredentialCache lookup after a fetch', () => {
     expect(hit).toBe(resolved)
     expect(s.fetcher.count).toBe(1)
     const expected =
-      `{"AccessKeyId":"ASIATEST7","SecretAccessKey":"${c.secretAccessKey}","Token":"${c.sessionToken}",` +
+      `{"AccessKeyId":"ASIATEST7","SecretAccessKey":"${c.credentials.secretAccessKey}","Token":"${c.credentials.sessionToken}",` +
       `"AccountId":"111122223333","Expiration":"2026-01-01T06:00:00Z"}`
     expect(hit?.body.toString()).toBe(expected)
     expect(Object.keys(JSON.parse(hit?.body.toString() ?? '{}'))).toEqual([
@@ -227,10 +247,10 @@ describe('CredentialCache lookup after a fetch', () => {
       'Content-Length',
       String(Buffer.byteLength(expected)),
     ])
-    expect(hit?.namespace).toBe('default')
-    expect(hit?.serviceAccount).toBe('app')
-    expect(hit?.podName).toBe('app-7d4b9c-xk2p1')
-    expect(hit?.associationId).toBe('a-test0001')
+    expect(hit?.association.namespace).toBe('default')
+    expect(hit?.association.serviceAccount).toBe('app')
+    expect(hit?.request.claims.podName).toBe('app-7d4b9c-xk2p1')
+    expect(hit?.association.id).toBe('a-test0001')
     expect(s.cache.size).toBe(1)
     expect(await s.metric('pod_identity_cache_entries')).toBe(1)
   })
@@ -270,7 +290,7 @@ describe('CredentialCache lookup after a fetch', () => {
     expect(forged).not.toBe(a)
     expect(cacheKey(forged)).toBe(cacheKey(a))
     await prime(s, a, creds('A', s.t0 + 6 * H))
-    const p = s.cache.resolve(forged, s.claims())
+    const p = s.cache.resolve({ token: forged, claims: s.claims() })
     s.fetcher.last().reject(upstream('AccessDeniedException', 403))
     await expect(p).rejects.toBeInstanceOf(UpstreamError)
     expect(s.cache.lookup(a, s.clock.now())?.body.toString()).toContain('ASIATESTA')
@@ -341,8 +361,8 @@ describe('CredentialCache expiry', () => {
     await flush()
     const fresh = s.cache.lookup(token, s.clock.now())
     expect(fresh?.body.toString()).toContain('ASIATEST2')
-    expect(fresh?.tokenNbfMs).toBe(e.tokenNbfMs)
-    expect(fresh?.tokenExpMs).toBe(e.tokenExpMs)
+    expect(fresh?.request.claims.nbfMs).toBe(e.request.claims.nbfMs)
+    expect(fresh?.request.claims.expMs).toBe(e.request.claims.expMs)
   })
 
   it('after expiry the next resolve calls the upstream again', async () => {
@@ -365,7 +385,7 @@ describe('CredentialCache short-lived credentials', () => {
     const s = setup()
     const token = tok('short')
     for (const left of [15 * S, 5 * S, 0, -H]) {
-      const p = s.cache.resolve(token, s.claims())
+      const p = s.cache.resolve({ token: token, claims: s.claims() })
       s.fetcher.last().resolve(creds('short', s.clock.now() + left))
       const err = await p.then(
         () => undefined,
@@ -592,7 +612,7 @@ describe('CredentialCache irrecoverable renewal errors', () => {
       expect(await s.metric('pod_identity_cache_errors', { type: 'NonRecoverable', code })).toBe(1)
       expect(await s.metric('pod_identity_cache_errors', { type: 'Recoverable', code })).toBe(0)
       // the next request goes upstream again
-      const p = s.cache.resolve(token, s.claims())
+      const p = s.cache.resolve({ token: token, claims: s.claims() })
       expect(s.fetcher.count).toBe(3)
       s.fetcher.last().reject(upstream(code, status))
       await expect(p).rejects.toMatchObject({ code, statusCode: status })
@@ -604,14 +624,14 @@ describe('CredentialCache request-path errors', () => {
   it('caches nothing and lets the next resolve call again', async () => {
     const s = setup()
     const token = tok('req-err')
-    const p1 = s.cache.resolve(token, s.claims())
+    const p1 = s.cache.resolve({ token: token, claims: s.claims() })
     s.fetcher.last().reject(upstream('ServiceUnavailableException', 503))
     await expect(p1).rejects.toMatchObject({ code: 'ServiceUnavailableException', statusCode: 503 })
     expect(s.cache.lookup(token, s.clock.now())).toBeUndefined()
     expect(s.cache.size).toBe(0)
     expect(s.cache.inflight).toBe(0)
 
-    const p2 = s.cache.resolve(token, s.claims())
+    const p2 = s.cache.resolve({ token: token, claims: s.claims() })
     expect(s.fetcher.count).toBe(2)
     s.fetcher.last().resolve(creds(2, s.t0 + 6 * H))
     await p2
@@ -630,7 +650,7 @@ describe('CredentialCache request-path errors', () => {
     const s = setup()
     const token = tok('req-irr')
     const err = upstream('InvalidTokenException', 400)
-    const p = s.cache.resolve(token, s.claims())
+    const p = s.cache.resolve({ token: token, claims: s.claims() })
     s.fetcher.last().reject(err)
     await expect(p).rejects.toBe(err)
     expect(s.cache.size).toBe(0)
@@ -640,16 +660,18 @@ describe('CredentialCache request-path errors', () => {
   it('a non-AgentError becomes a generic 500 that reveals nothing', async () => {
     const s = setup()
     const token = tok('req-odd')
-    const p = s.cache.resolve(token, s.claims())
+    const p = s.cache.resolve({ token: token, claims: s.claims() })
     const c = creds('leak', s.t0 + H)
-    s.fetcher.last().reject(new Error(`parse failure in ${c.secretAccessKey} for ${token}`))
+    s.fetcher
+      .last()
+      .reject(new Error(`parse failure in ${c.credentials.secretAccessKey} for ${token}`))
     const err = await p.then(
       () => undefined,
       (e: unknown) => e,
     )
     expect(err).toBeInstanceOf(AgentError)
     expect(err).toMatchObject({ code: 'InternalError', statusCode: 500 })
-    expect((err as AgentError).message).not.toContain(c.secretAccessKey)
+    expect((err as AgentError).message).not.toContain(c.credentials.secretAccessKey)
     expect((err as AgentError).message).not.toContain(token)
     expect(s.cache.size).toBe(0)
   })
@@ -696,7 +718,9 @@ describe('CredentialCache LRU bound', () => {
       const s = setup(opts)
       const token = tok(`nocache-${Object.keys(opts)[0]}`)
       for (let round = 1; round <= 3; round++) {
-        const ps = Array.from({ length: 10 }, () => s.cache.resolve(token, s.claims()))
+        const ps = Array.from({ length: 10 }, () =>
+          s.cache.resolve({ token: token, claims: s.claims() }),
+        )
         expect(s.fetcher.count).toBe(round)
         s.fetcher.last().resolve(creds(round, s.t0 + 6 * H))
         const entries = await Promise.all(ps)
@@ -756,7 +780,7 @@ describe('CredentialCache refresh rate limit', () => {
   it('rate limiting never touches the request path', async () => {
     const s = setup({ refreshQps: 1 })
     const tokens = Array.from({ length: 5 }, (_, i) => tok(`rl-req-${i}`))
-    const ps = tokens.map((t) => s.cache.resolve(t, s.claims()))
+    const ps = tokens.map((t) => s.cache.resolve({ token: t, claims: s.claims() }))
     expect(s.fetcher.count).toBe(5)
     for (const [i, c] of s.fetcher.calls.entries()) c.resolve(creds(i, s.t0 + 6 * H))
     await Promise.all(ps)
@@ -769,7 +793,7 @@ describe('CredentialCache refresh rate limit', () => {
 describe('CredentialCache, EKS Auth throttling this node', () => {
   /** Token A throttled once: the gate now paces at 1 call/s (no success in the last second). */
   async function throttledOnce(s: Setup, token: string) {
-    const p = s.cache.resolve(token, s.claims())
+    const p = s.cache.resolve({ token: token, claims: s.claims() })
     s.fetcher.last().reject(upstream('ThrottlingException', 429))
     const err = await p.then(
       () => undefined,
@@ -789,7 +813,8 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     expect(err.message).toBe(
       "EKS Auth is throttling this node's calls; the call for these credentials is queued and should run within about 1 s: retry after 1 s",
     )
-    expect(s.cache.upstreamQueue).toEqual({ queued: 1, pacePerSecond: 1 })
+    expect(await s.metric('pod_identity_upstream_queue_length')).toBe(1)
+    expect(await s.metric('pod_identity_upstream_pace_per_second')).toBe(1)
     expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(1)
     // The pace allows the next call 1 s after the 429: the gate runs it with nobody waiting.
     s.clock.advance(999)
@@ -809,13 +834,15 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     const token = tok('joined')
     await throttledOnce(s, token)
     // eta 1000 ms > 700 ms: answered at once, nothing more sent
-    const early = await s.cache.resolve(token, s.claims()).catch((e: unknown) => e as AgentError)
+    const early = await s.cache
+      .resolve({ token: token, claims: s.claims() })
+      .catch((e: unknown) => e as AgentError)
     expect((early as AgentError).code).toBe('UpstreamThrottled')
     expect(await s.metric('pod_identity_cache_singleflight_waits_total')).toBe(1)
     s.clock.advance(400)
     // eta 600 ms <= 700 ms: held until the call runs and answers
     let served: unknown
-    const held = s.cache.resolve(token, s.claims()).then((e) => (served = e))
+    const held = s.cache.resolve({ token: token, claims: s.claims() }).then((e) => (served = e))
     s.clock.advance(600)
     expect(s.fetcher.count).toBe(2)
     await flush()
@@ -831,25 +858,27 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     const token = tok('twice')
     await throttledOnce(s, token)
     s.clock.advance(500)
-    const p = s.cache.resolve(token, s.claims()).catch((e: unknown) => e as AgentError)
+    const p = s.cache
+      .resolve({ token: token, claims: s.claims() })
+      .catch((e: unknown) => e as AgentError)
     s.clock.advance(500) // the paced call starts
     expect(s.fetcher.count).toBe(2)
     s.fetcher.last().reject(upstream('ThrottlingException', 429)) // started after the cut: cut again
     const err = (await p) as AgentError
     expect(err.code).toBe('UpstreamThrottled')
-    expect(s.cache.upstreamQueue.queued).toBe(1)
+    expect(await s.metric('pod_identity_upstream_queue_length')).toBe(1)
     // The rate stays at its floor of 1 call/s: the next paced start is 1 s away.
     expect(err.retryAfterSeconds).toBe(1)
-    expect(s.cache.upstreamQueue.pacePerSecond).toBe(1)
+    expect(await s.metric('pod_identity_upstream_pace_per_second')).toBe(1)
   })
 
   it('while EKS Auth is not throttling, a request waits for a free slot however long it takes', async () => {
     const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
-    const first = s.cache.resolve(tok('slow'), s.claims())
+    const first = s.cache.resolve({ token: tok('slow'), claims: s.claims() })
     // window 1 is taken, gate open: the second call waits for a slot, and its request with it
     let served: unknown
     let failed: unknown
-    s.cache.resolve(tok('behind'), s.claims()).then(
+    s.cache.resolve({ token: tok('behind'), claims: s.claims() }).then(
       (e) => (served = e),
       (e: unknown) => (failed = e),
     )
@@ -871,8 +900,12 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
 
   it('a request waiting past its hold time for a slot gets 503 as soon as the gate starts pacing', async () => {
     const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
-    const first = s.cache.resolve(tok('slow'), s.claims()).catch((e: unknown) => e as AgentError)
-    const second = s.cache.resolve(tok('behind'), s.claims()).catch((e: unknown) => e as AgentError)
+    const first = s.cache
+      .resolve({ token: tok('slow'), claims: s.claims() })
+      .catch((e: unknown) => e as AgentError)
+    const second = s.cache
+      .resolve({ token: tok('behind'), claims: s.claims() })
+      .catch((e: unknown) => e as AgentError)
     s.clock.advance(1000)
     s.fetcher.last().reject(upstream('ThrottlingException', 429)) // the gate paces from here
     expect(((await first) as AgentError).code).toBe('UpstreamThrottled')
@@ -881,7 +914,7 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     expect(err.code).toBe('UpstreamThrottled')
     expect(err.statusCode).toBe(503)
     expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1)
-    expect(s.cache.upstreamQueue.queued).toBe(2) // both calls stay queued
+    expect(await s.metric('pod_identity_upstream_queue_length')).toBe(2) // both calls stay queued
     expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(2)
   })
 })
@@ -900,7 +933,7 @@ describe('CredentialCache logs', () => {
       pod: 'app-7d4b9c-xk2p1',
       reason: 'request',
     })
-    const p = s.cache.resolve(tok('logs-fail'), s.claims())
+    const p = s.cache.resolve({ token: tok('logs-fail'), claims: s.claims() })
     s.fetcher.last().reject(upstream('AccessDeniedException', 400))
     await p.catch(() => undefined)
     expect(s.logs.lines.some((l) => l.includes('credentials_fetch_failed'))).toBe(true)

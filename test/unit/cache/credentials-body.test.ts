@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { formatExpiration, serializeCredentials } from '../../../src/cache/credentials-body.js'
-import { podCredentials } from '../../helpers/deferred-fetcher.js'
+import { podCredentials } from '../../helpers/deferred-source.js'
 
 const T = Date.UTC(2024, 0, 1, 1, 0, 0)
 
@@ -31,7 +31,7 @@ describe('formatExpiration', () => {
 
 describe('serializeCredentials', () => {
   it('writes exactly the five contract keys in order', () => {
-    const c = podCredentials(1, T)
+    const c = podCredentials(1, T).credentials
     const body = serializeCredentials(c)
     expect(Buffer.isBuffer(body)).toBe(true)
     expect(body.toString('utf8')).toBe(
@@ -48,7 +48,7 @@ describe('serializeCredentials', () => {
   })
 
   it('leaves out the informational fields (ARN, association, namespace)', () => {
-    const text = serializeCredentials(podCredentials(2, T + 500)).toString()
+    const text = serializeCredentials(podCredentials(2, T + 500).credentials).toString()
     expect(text).not.toContain('arn:aws')
     expect(text).not.toContain('a-test0001')
     expect(text).not.toContain('default')
@@ -56,7 +56,7 @@ describe('serializeCredentials', () => {
   })
 
   it('escapes values as JSON and counts bytes, not characters', () => {
-    const c = { ...podCredentials(3, T), sessionToken: 'a"b\\c/é' }
+    const c = { ...podCredentials(3, T).credentials, sessionToken: 'a"b\\c/é' }
     const body = serializeCredentials(c)
     expect(JSON.parse(body.toString()).Token).toBe('a"b\\c/é')
     expect(body.length).toBe(Buffer.byteLength(body.toString()))

@@ -9,7 +9,7 @@ import {
   parseServerArgs,
   serverUsage,
 } from '../../../src/cli/server-flags.js'
-import { UsageError } from '../../../src/cli/usage-error.js'
+import { ConfigError } from '../../../src/config/values.js'
 
 function raw(argv: string[], env: NodeJS.ProcessEnv = {}): RawServerOptions {
   const r = parseServerArgs(argv, env)
@@ -17,12 +17,12 @@ function raw(argv: string[], env: NodeJS.ProcessEnv = {}): RawServerOptions {
   return r.raw
 }
 
-function usageError(argv: string[], env: NodeJS.ProcessEnv = {}): UsageError {
+function usageError(argv: string[], env: NodeJS.ProcessEnv = {}): ConfigError {
   try {
     parseServerArgs(argv, env)
   } catch (err) {
-    expect(err).toBeInstanceOf(UsageError)
-    return err as UsageError
+    expect(err).toBeInstanceOf(ConfigError)
+    return err as ConfigError
   }
   throw new Error(`accepted: ${argv.join(' ')}`)
 }

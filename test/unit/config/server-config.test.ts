@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { RawServerOptions } from '../../../src/config/server-config.js'
+import { ConfigError } from '../../../src/config/values.js'
 import {
-  ConfigError,
   buildServerConfig,
   describeConfig,
   stripBrackets,

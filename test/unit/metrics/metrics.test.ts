@@ -5,18 +5,13 @@ import {
   OUTCOME_HIT,
   OUTCOME_MISS,
   StatusCounter,
-  boundedCode,
   createMetrics,
 } from '../../../src/metrics/metrics.js'
+import { boundedCode } from '../../../src/upstream/error-codes.js'
 
-function setup(entries: () => number = () => 0) {
+function setup() {
   const registry = new Registry()
-  const metrics = createMetrics({
-    registry,
-    version: 'test',
-    cacheEntries: entries,
-    processMetrics: false,
-  })
+  const metrics = createMetrics({ registry, version: 'test', processMetrics: false })
   return { registry, metrics }
 }
 
@@ -48,7 +43,6 @@ describe('createMetrics', () => {
     createMetrics({
       registry,
       version: 'test',
-      cacheEntries: () => 0,
       logLinesDropped: () => dropped,
       processMetrics: false,
     })
@@ -58,11 +52,13 @@ describe('createMetrics', () => {
     expect(await registry.metrics()).toContain('\npod_identity_log_lines_dropped_total 7\n')
   })
 
-  it('cache entries gauge reads the callback at scrape time', async () => {
-    let n = 3
-    const { registry } = setup(() => n)
+  it('gauges show what their owner last set (the cache its size, the gate its queue)', async () => {
+    const { registry, metrics } = setup()
+    metrics.cacheEntries.set(3)
+    metrics.upstreamQueueLength.set(2)
     expect(await registry.metrics()).toContain('pod_identity_cache_entries 3')
-    n = 17
+    expect(await registry.metrics()).toContain('pod_identity_upstream_queue_length 2')
+    metrics.cacheEntries.set(17)
     expect(await registry.metrics()).toContain('pod_identity_cache_entries 17')
   })
 
@@ -139,7 +135,7 @@ describe('createMetrics', () => {
     expect(text).not.toContain('nodejs_')
 
     const r2 = new Registry()
-    createMetrics({ registry: r2, version: 'test', cacheEntries: () => 0 })
+    createMetrics({ registry: r2, version: 'test' })
     expect(await r2.metrics()).toContain('process_cpu_user_seconds_total')
   })
 
@@ -151,32 +147,6 @@ describe('createMetrics', () => {
     const text = await b.registry.metrics()
     expect(text).not.toContain('pod_identity_http_response{code="200"}')
     expect(text).not.toContain('pod_identity_cache_state{state="miss"}')
-  })
-})
-
-describe('boundedCode', () => {
-  it('keeps known codes', () => {
-    for (const c of [
-      'AccessDeniedException',
-      'InvalidTokenException',
-      'ResourceNotFoundException',
-      'ThrottlingException',
-      'ServiceUnavailableException',
-      'InternalServerException',
-      'UpstreamTimeout',
-      'UpstreamUnreachable',
-      'InvalidUpstreamResponse',
-      'InternalError',
-    ]) {
-      expect(boundedCode(c)).toBe(c)
-    }
-  })
-
-  it('folds unknown codes into Other and undefined into Unknown', () => {
-    expect(boundedCode('SomeNewException')).toBe('Other')
-    expect(boundedCode('')).toBe('Other')
-    expect(boundedCode('arn:aws:iam::111122223333:role/x')).toBe('Other')
-    expect(boundedCode(undefined)).toBe('Unknown')
   })
 })
 

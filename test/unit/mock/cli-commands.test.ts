@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { runMockEksAuthCommand } from '../../../src/cli/mock-eks-auth-command.js'
 import { runTokenCommand } from '../../../src/cli/token-command.js'
-import { UsageError } from '../../../src/cli/usage-error.js'
+import { ConfigError } from '../../../src/config/values.js'
 
 let dir: string
 beforeAll(async () => {
@@ -34,7 +34,7 @@ async function usageErrorOf(run: Promise<number>): Promise<string> {
     () => undefined,
     (e: unknown) => e,
   )
-  expect(err).toBeInstanceOf(UsageError)
+  expect(err).toBeInstanceOf(ConfigError)
   const message = (err as Error).message
   expect(message).not.toContain('\n')
   return message
@@ -111,15 +111,17 @@ describe('runTokenCommand', () => {
     expect(out()[0]).toMatch(/^Usage: pod-identity-agent token/)
   })
 
-  it('turns bad flags into one-line UsageErrors', async () => {
+  it('turns bad flags into one-line ConfigErrors', async () => {
     const key = join(dir, 'k3.json')
     expect(await usageErrorOf(runTokenCommand(['--namespace', 'a', '--bogus']))).toMatch(
-      /unknown flag --bogus for 'token'; allowed: --namespace/,
+      /^token: unknown flag --bogus \(see pod-identity-agent token --help\)$/,
     )
     expect(await usageErrorOf(runTokenCommand(['--service-account', 'a', '--key', key]))).toMatch(
       /--namespace is required/,
     )
-    expect(await usageErrorOf(runTokenCommand(['--namespace']))).toBe('--namespace needs a value')
+    expect(await usageErrorOf(runTokenCommand(['--namespace']))).toBe(
+      'token: flag --namespace needs a value (see pod-identity-agent token --help)',
+    )
     expect(
       await usageErrorOf(
         runTokenCommand([
@@ -240,7 +242,7 @@ describe('runMockEksAuthCommand', () => {
     }
   })
 
-  it('turns bad flags and files into one-line UsageErrors', async () => {
+  it('turns bad flags and files into one-line ConfigErrors', async () => {
     const jwks = join(dir, 'mjwks2.json')
     await writeFile(jwks, '{"keys": []}')
     const assoc = join(dir, 'bad-assoc.json')

@@ -1,17 +1,17 @@
 import { describe, expect, it } from 'vitest'
-import { RequestError } from '../../../src/errors.js'
+import { ForeignHostError } from '../../../src/errors.js'
 import { HostCheck, normaliseHost } from '../../../src/server/host-check.js'
 
 const DEFAULT = new HostCheck(['169.254.170.23', 'fd00:ec2::23'], 80)
 const MESSAGE =
   'Access Denied. Called agent through invalid address, please use either [169.254.170.23 fd00:ec2::23] address not '
 
-function refusal(check: HostCheck, host: string): RequestError {
+function refusal(check: HostCheck, host: string): ForeignHostError {
   try {
     check.check(host)
   } catch (err) {
-    expect(err).toBeInstanceOf(RequestError)
-    return err as RequestError
+    expect(err).toBeInstanceOf(ForeignHostError)
+    return err as ForeignHostError
   }
   throw new Error(`host accepted: ${host}`)
 }

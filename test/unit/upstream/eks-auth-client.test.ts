@@ -17,20 +17,23 @@ import {
 } from '../../../src/errors.js'
 import {
   createDefaultNodeCredentialsProvider,
-  preloadDefaultNodeCredentials,
   staticNodeCredentials,
 } from '../../../src/node-credentials/default-chain.js'
+import type { NodeCredentials } from '../../../src/node-credentials/types.js'
+import { parseToken } from '../../../src/token/parse-token.js'
+import type { CheckedToken } from '../../../src/token/validity.js'
 import {
   EksAuthClient,
   type EksAuthAttempt,
   type EksAuthClientOptions,
 } from '../../../src/upstream/eks-auth-client.js'
-import type { NodeCredentials } from '../../../src/upstream/types.js'
 import { systemClock } from '../../../src/util/clock.js'
 import { startConnectProxy } from '../../helpers/connect-proxy.js'
 
 const TOKEN =
   'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpteS1zYSJ9.c2ln'
+/** The checked request a source receives for TOKEN. */
+const REQUEST: CheckedToken = { token: TOKEN, claims: parseToken(TOKEN) }
 const NODE_CREDS: NodeCredentials = {
   accessKeyId: 'AKIDEXAMPLE',
   secretAccessKey: 'NODE/SECRET/KEY/wJalrXUtnFEMI',
@@ -250,7 +253,7 @@ describe('EksAuthClient request and SigV4', () => {
   it('sends the protocol.md 1.2 request, signed so the upstream can verify it', async () => {
     const up = await startUpstream(ok)
     const client = makeClient(up.url)
-    const creds = await client.fetchCredentials(TOKEN)
+    const { credentials: creds } = await client.fetch(REQUEST)
     expect(creds.accessKeyId).toBe('ASIAPOD')
     expect(up.calls).toHaveLength(1)
     const req = up.calls[0] as Received
@@ -292,7 +295,7 @@ describe('EksAuthClient request and SigV4', () => {
     const up = await startUpstream(ok)
     const longTerm = { accessKeyId: 'AKIDLONGTERM', secretAccessKey: 'LONG/TERM/SECRET' }
     const client = makeClient(up.url, { credentials: staticNodeCredentials(longTerm) })
-    await client.fetchCredentials(TOKEN)
+    await client.fetch(REQUEST)
     const req = up.calls[0] as Received
     expect(req.headers['x-amz-security-token']).toBeUndefined()
     const v = await verifySignature(req, longTerm)
@@ -304,26 +307,26 @@ describe('EksAuthClient request and SigV4', () => {
   it('keeps a path prefix of the endpoint and signs it', async () => {
     const up = await startUpstream(ok)
     const client = makeClient(`${up.url}/prefix/`)
-    await client.fetchCredentials(TOKEN)
+    await client.fetch(REQUEST)
     const req = up.calls[0] as Received
     expect(req.url).toBe('/prefix/clusters/my-cluster/assume-role-for-pod-identity')
     const v = await verifySignature(req, NODE_CREDS)
     expect(v.signature).toBe(v.expected)
   })
 
-  it('parses the success body into PodCredentials', async () => {
+  it('parses the success body into credentials and the association', async () => {
     const up = await startUpstream(ok)
-    const creds = await makeClient(up.url).fetchCredentials(TOKEN)
-    expect(creds).toEqual({
-      accessKeyId: 'ASIAPOD',
-      secretAccessKey: POD_SECRET,
-      sessionToken: 'POD-SESSION',
-      accountId: '111122223333',
-      expirationMs: 1704070800500,
-      assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/MyRole/eks-my-cluster-my-pod-uuid',
-      associationId: 'a-abc',
-      namespace: 'default',
-      serviceAccount: 'my-sa',
+    const answer = await makeClient(up.url).fetch(REQUEST)
+    expect(answer).toEqual({
+      credentials: {
+        accessKeyId: 'ASIAPOD',
+        secretAccessKey: POD_SECRET,
+        sessionToken: 'POD-SESSION',
+        accountId: '111122223333',
+        expirationMs: 1704070800500,
+        assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/MyRole/eks-my-cluster-my-pod-uuid',
+      },
+      association: { id: 'a-abc', namespace: 'default', serviceAccount: 'my-sa' },
     })
   })
 
@@ -331,7 +334,7 @@ describe('EksAuthClient request and SigV4', () => {
     const up = await startUpstream(ok)
     const client = makeClient(up.url)
     for (let i = 0; i < 3; i++) {
-      await client.fetchCredentials(TOKEN)
+      await client.fetch(REQUEST)
       // undici frees the socket just after the body ends; a request sent in the same tick may
       // open a second one. Real calls are never back to back.
       await new Promise((resolve) => setTimeout(resolve, 20))
@@ -346,7 +349,7 @@ describe('EksAuthClient request and SigV4', () => {
     servers.push(proxy.server)
     vi.stubEnv('HTTP_PROXY', `http://127.0.0.1:${proxy.port}`)
     vi.stubEnv('http_proxy', `http://127.0.0.1:${proxy.port}`)
-    const creds = await makeClient(up.url).fetchCredentials(TOKEN)
+    const { credentials: creds } = await makeClient(up.url).fetch(REQUEST)
     expect(creds.accountId).toBe('111122223333')
     expect(proxy.tunnels()).toBe(1)
     expect(up.calls).toHaveLength(1)
@@ -357,8 +360,8 @@ describe('EksAuthClient request and SigV4', () => {
     const dispatcher = new Agent({ connect: { timeout: 500 } })
     try {
       const client = makeClient(up.url, { dispatcher })
-      await client.preload()
-      await client.fetchCredentials(TOKEN)
+      await client.warmUp()
+      await client.fetch(REQUEST)
       await client.close()
       expect(dispatcher.closed).toBe(false)
       expect(up.calls).toHaveLength(1)
@@ -374,7 +377,7 @@ describe('EksAuthClient request and SigV4', () => {
         throw new Error('hook bug')
       },
     })
-    expect((await client.fetchCredentials(TOKEN)).accessKeyId).toBe('ASIAPOD')
+    expect((await client.fetch(REQUEST)).credentials.accessKeyId).toBe('ASIAPOD')
   })
 
   it('rejects invalid options at construction', () => {
@@ -401,9 +404,9 @@ describe('EksAuthClient errors and retries', () => {
       n === 1 ? awsError(503, 'ServiceUnavailableException')(req, res, n) : ok(req, res, n),
     )
     const attempts: EksAuthAttempt[] = []
-    const creds = await makeClient(up.url, { onAttempt: (a) => attempts.push(a) }).fetchCredentials(
-      TOKEN,
-    )
+    const { credentials: creds } = await makeClient(up.url, {
+      onAttempt: (a) => attempts.push(a),
+    }).fetch(REQUEST)
     expect(creds.accountId).toBe('111122223333')
     expect(up.calls).toHaveLength(2)
     expect(attempts.map((a) => [a.attempt, a.outcome, a.statusCode, a.code])).toEqual([
@@ -415,7 +418,7 @@ describe('EksAuthClient errors and retries', () => {
 
   it('500 x3 -> UpstreamError 500 after 3 calls', async () => {
     const up = await startUpstream(awsError(500, 'InternalServerException'))
-    const err = await rejection(makeClient(up.url).fetchCredentials(TOKEN))
+    const err = await rejection(makeClient(up.url).fetch(REQUEST))
     expect(err).toBeInstanceOf(UpstreamError)
     expect(err.statusCode).toBe(500)
     expect(err.code).toBe('InternalServerException')
@@ -429,7 +432,7 @@ describe('EksAuthClient errors and retries', () => {
       res.writeHead(502, { 'content-type': 'text/html' })
       res.end('<html><body>Bad Gateway at internal-proxy-7</body></html>')
     })
-    const err = await rejection(makeClient(up.url, { maxAttempts: 2 }).fetchCredentials(TOKEN))
+    const err = await rejection(makeClient(up.url, { maxAttempts: 2 }).fetch(REQUEST))
     expect(err).toBeInstanceOf(UpstreamError)
     expect(err.statusCode).toBe(502)
     expect(err.code).toBe('UnknownError')
@@ -445,7 +448,7 @@ describe('EksAuthClient errors and retries', () => {
     [429, 'ThrottlingException'],
   ])('%i %s -> exactly 1 call', async (status, code) => {
     const up = await startUpstream(awsError(status, code))
-    const err = await rejection(makeClient(up.url).fetchCredentials(TOKEN))
+    const err = await rejection(makeClient(up.url).fetch(REQUEST))
     expect(err).toBeInstanceOf(UpstreamError)
     expect(err.statusCode).toBe(status)
     expect(err.code).toBe(code)
@@ -461,7 +464,7 @@ describe('EksAuthClient errors and retries', () => {
     const err = await rejection(
       makeClient(`http://127.0.0.1:${port}`, {
         onAttempt: (a) => attempts.push(a),
-      }).fetchCredentials(TOKEN),
+      }).fetch(REQUEST),
     )
     expect(err).toBeInstanceOf(UpstreamUnreachableError)
     expect(err.statusCode).toBe(502)
@@ -477,7 +480,7 @@ describe('EksAuthClient errors and retries', () => {
       if (n === 1) res.socket?.destroy()
       else ok(req, res, n)
     })
-    const creds = await makeClient(up.url).fetchCredentials(TOKEN)
+    const { credentials: creds } = await makeClient(up.url).fetch(REQUEST)
     expect(creds.accessKeyId).toBe('ASIAPOD')
     expect(up.calls).toHaveLength(2)
   })
@@ -490,7 +493,7 @@ describe('EksAuthClient errors and retries', () => {
         attemptTimeoutMs: 150,
         totalTimeoutMs: 400,
         maxAttempts: 5,
-      }).fetchCredentials(TOKEN),
+      }).fetch(REQUEST),
     )
     const elapsed = Date.now() - t0
     expect(err).toBeInstanceOf(UpstreamTimeoutError)
@@ -509,7 +512,7 @@ describe('EksAuthClient errors and retries', () => {
       res.write('{"credentials":')
     })
     const err = await rejection(
-      makeClient(up.url, { attemptTimeoutMs: 100, maxAttempts: 1 }).fetchCredentials(TOKEN),
+      makeClient(up.url, { attemptTimeoutMs: 100, maxAttempts: 1 }).fetch(REQUEST),
     )
     expect(err).toBeInstanceOf(UpstreamTimeoutError)
     expect(up.calls).toHaveLength(1)
@@ -548,7 +551,7 @@ describe('EksAuthClient errors and retries', () => {
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end(body)
       })
-      const err = await rejection(makeClient(up.url).fetchCredentials(TOKEN))
+      const err = await rejection(makeClient(up.url).fetch(REQUEST))
       expect(err).toBeInstanceOf(InvalidUpstreamResponseError)
       expect(err.statusCode).toBe(502)
       expect(err.message).toMatch(message)
@@ -564,7 +567,7 @@ describe('EksAuthClient errors and retries', () => {
       for (let i = 0; i < 8; i++) res.write(chunk)
       res.end()
     })
-    const err = await rejection(makeClient(up.url).fetchCredentials(TOKEN))
+    const err = await rejection(makeClient(up.url).fetch(REQUEST))
     expect(err).toBeInstanceOf(InvalidUpstreamResponseError)
     expect(err.message).toMatch(/larger than 65536 bytes/)
     expect(up.calls).toHaveLength(1)
@@ -575,7 +578,7 @@ describe('EksAuthClient errors and retries', () => {
       res.writeHead(301, { location: 'http://elsewhere.example/' })
       res.end('moved')
     })
-    const err = await rejection(makeClient(up.url).fetchCredentials(TOKEN))
+    const err = await rejection(makeClient(up.url).fetch(REQUEST))
     expect(err).toBeInstanceOf(InvalidUpstreamResponseError)
     expect(err.message).toBe('unexpected redirect (HTTP 301) from EKS Auth')
     expect(up.calls).toHaveLength(1)
@@ -586,7 +589,7 @@ describe('EksAuthClient errors and retries', () => {
     const client = makeClient(up.url, {
       credentials: () => Promise.reject(new Error('Could not load credentials from any providers')),
     })
-    const err = await rejection(client.fetchCredentials(TOKEN))
+    const err = await rejection(client.fetch(REQUEST))
     expect(err).toBeInstanceOf(NodeCredentialsError)
     expect(err.statusCode).toBe(500)
     expect(err.message).toBe(
@@ -599,7 +602,7 @@ describe('EksAuthClient errors and retries', () => {
     const up = await startUpstream(() => {})
     const ac = new AbortController()
     const client = makeClient(up.url, { attemptTimeoutMs: 5000, totalTimeoutMs: 15000 })
-    const p = rejection(client.fetchCredentials(TOKEN, ac.signal))
+    const p = rejection(client.fetch(REQUEST, { signal: ac.signal }))
     await vi.waitFor(() => expect(up.calls).toHaveLength(1))
     const t0 = Date.now()
     ac.abort()
@@ -610,7 +613,7 @@ describe('EksAuthClient errors and retries', () => {
     // An AgentError given as the reason is passed through.
     const reason = new AgentError('ShuttingDown', 503, 'shutting down')
     const already = AbortSignal.abort(reason)
-    await expect(client.fetchCredentials(TOKEN, already)).rejects.toBe(reason)
+    await expect(client.fetch(REQUEST, { signal: already })).rejects.toBe(reason)
   })
 })
 
@@ -639,12 +642,11 @@ describe('EksAuthClient with the default node credential chain', () => {
     vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDFROMENV')
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'ENV/SECRET/KEY')
     vi.stubEnv('AWS_SESSION_TOKEN', 'ENVSESSION')
-    await preloadDefaultNodeCredentials()
     const provider = createDefaultNodeCredentialsProvider()
     const up = await startUpstream(ok)
     const client = makeClient(up.url, { credentials: provider })
-    await client.fetchCredentials(TOKEN)
-    await client.fetchCredentials(TOKEN)
+    await client.fetch(REQUEST)
+    await client.fetch(REQUEST)
     expect(up.calls).toHaveLength(2)
     const req = up.calls[1] as Received
     expect(req.headers['x-amz-security-token']).toBe('ENVSESSION')
@@ -661,7 +663,7 @@ describe('EksAuthClient with the default node credential chain', () => {
     isolateChain()
     const up = await startUpstream(ok)
     const client = makeClient(up.url, { credentials: createDefaultNodeCredentialsProvider() })
-    const err = await rejection(client.fetchCredentials(TOKEN))
+    const err = await rejection(client.fetch(REQUEST))
     expect(err).toBeInstanceOf(NodeCredentialsError)
     expect(err.code).toBe('NodeCredentialsUnavailable')
     expect(err.message).toMatch(/^unable to load the node's AWS credentials: /)

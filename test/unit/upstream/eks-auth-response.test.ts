@@ -52,17 +52,17 @@ function invalidMessage(body: unknown): string {
 
 describe('parseSuccessBody', () => {
   it('parses the protocol.md 1.7 example', () => {
-    const creds = parseSuccessBody(Buffer.from(JSON.stringify(successBody())))
-    expect(creds).toEqual({
-      accessKeyId: 'ASIAEXAMPLE',
-      secretAccessKey: SECRET,
-      sessionToken: 'SESSIONTOKEN',
-      accountId: '111122223333',
-      expirationMs: 1704070800250,
-      assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/MyRole/eks-my-cluster-my-pod-uuid',
-      associationId: 'a-abc',
-      namespace: 'default',
-      serviceAccount: 'my-sa',
+    const answer = parseSuccessBody(Buffer.from(JSON.stringify(successBody())))
+    expect(answer).toEqual({
+      credentials: {
+        accessKeyId: 'ASIAEXAMPLE',
+        secretAccessKey: SECRET,
+        sessionToken: 'SESSIONTOKEN',
+        accountId: '111122223333',
+        expirationMs: 1704070800250,
+        assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/MyRole/eks-my-cluster-my-pod-uuid',
+      },
+      association: { id: 'a-abc', namespace: 'default', serviceAccount: 'my-sa' },
     })
   })
 
@@ -71,11 +71,11 @@ describe('parseSuccessBody', () => {
       subject: undefined,
       podIdentityAssociation: { associationId: 42 },
     })
-    const creds = parseSuccessBody(JSON.stringify(body))
-    expect(creds.expirationMs).toBe(1704070800250)
-    expect(creds.associationId).toBeUndefined()
-    expect(creds.namespace).toBeUndefined()
-    expect(creds.serviceAccount).toBeUndefined()
+    const answer = parseSuccessBody(JSON.stringify(body))
+    expect(answer.credentials.expirationMs).toBe(1704070800250)
+    expect(answer.association.id).toBeUndefined()
+    expect(answer.association.namespace).toBeUndefined()
+    expect(answer.association.serviceAccount).toBeUndefined()
     const whole = parseSuccessBody(
       JSON.stringify(
         successBody({
@@ -83,7 +83,7 @@ describe('parseSuccessBody', () => {
         }),
       ),
     )
-    expect(whole.expirationMs).toBe(946684800000)
+    expect(whole.credentials.expirationMs).toBe(946684800000)
   })
 
   const creds = successBody().credentials as Record<string, unknown>

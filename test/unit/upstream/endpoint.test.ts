@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
+import { validateEndpointUrl } from '../../../src/config/values.js'
 import {
   normalizeRegion,
   partitionOf,
   resolveEksAuthEndpoint,
-  validateEndpointUrl,
 } from '../../../src/upstream/endpoint.js'
 
 describe('resolveEksAuthEndpoint defaults', () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { TurnBatchingDestination, batchedDestination } from '../../../src/util/log-destination.js'
 import type { LogSink } from '../../../src/util/log-destination.js'
 import { createLogger, linesDroppedBy } from '../../../src/util/logger.js'
-import { until } from '../../helpers/spawn.js'
+import { until } from '../../helpers/until.js'
 
 /** A sink that records each write it gets, or, while stalled, drops it as SonicBoom does. */
 class RecordingSink extends EventEmitter implements LogSink {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { RequestError } from '../../../src/errors.js'
-import type { TokenClaims } from '../../../src/server/token.js'
-import { NBF_SKEW_MS, checkTokenTimes, parseToken } from '../../../src/server/token.js'
+import { AgentError } from '../../../src/errors.js'
+import type { TokenClaims } from '../../../src/token/parse-token.js'
+import { parseToken } from '../../../src/token/parse-token.js'
+import { NBF_SKEW_MS, checkTokenTimes } from '../../../src/token/validity.js'
 
 const PARSE = 'Service account token cannot be parsed: '
 const CLAIMS = 'Service account token failed basic claim validations: '
@@ -31,12 +32,12 @@ const POD_CLAIMS = {
   },
 }
 
-function parseError(token: string): RequestError {
+function parseError(token: string): AgentError {
   try {
     parseToken(token)
   } catch (err) {
-    expect(err).toBeInstanceOf(RequestError)
-    return err as RequestError
+    expect(err).toBeInstanceOf(AgentError)
+    return err as AgentError
   }
   throw new Error(`token parsed: ${token}`)
 }
@@ -177,6 +178,7 @@ describe('parseToken: claims', () => {
       namespace: 'team-a',
       serviceAccount: 'worker',
       podName: 'worker-5f7d8-abcde',
+      podUid: '1d2c3b4a',
     })
   })
 
@@ -218,15 +220,16 @@ describe('checkTokenTimes', () => {
     namespace: undefined,
     serviceAccount: undefined,
     podName: undefined,
+    podUid: undefined,
     ...over,
   })
 
-  function timesError(c: TokenClaims, now: number): RequestError {
+  function timesError(c: TokenClaims, now: number): AgentError {
     try {
       checkTokenTimes(c, now)
     } catch (err) {
-      expect(err).toBeInstanceOf(RequestError)
-      return err as RequestError
+      expect(err).toBeInstanceOf(AgentError)
+      return err as AgentError
     }
     throw new Error('claims accepted')
   }

@@ -10,7 +10,7 @@ import {
   loadAssociationsFile,
   parseAssociations,
   parseRoleArn,
-} from '../../../src/mock/associations.js'
+} from '../../../src/associations/associations.js'
 
 const ROLE = 'arn:aws:iam::111122223333:role/App'
 

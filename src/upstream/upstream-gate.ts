@@ -16,6 +16,7 @@
 // Nothing here runs on the hot path (a cache hit): only misses and renewals come through.
 
 import type { Clock, TimerHandle } from '../util/clock.js'
+import type { CallTicket } from './call-ticket.js'
 
 export interface GateJob {
   /** True while the call runs (false while it waits in the queue). */
@@ -25,11 +26,10 @@ export interface GateJob {
 export interface SubmitOptions {
   /** A background renewal: waits behind every request call, is never retried on 429. */
   background: boolean
-  /** Give up on the call if it has not started by then (the token has expired): onExpired(). */
-  deadlineMs: number
-  onExpired: () => Error
-  /** Called when a throttled call has gone back to the head of the queue. */
-  onRequeue?: () => void
+  /** Called just before the call starts; an error it throws rejects the call instead. */
+  beforeStart?: () => void
+  /** Kept current while the call waits (see call-ticket.ts). */
+  ticket?: CallTicket | undefined
 }
 
 export interface UpstreamGateOptions {
@@ -45,6 +45,8 @@ export interface UpstreamGateOptions {
   onFull?: () => Error
   /** Called when the gate starts pacing (the first 429 while open), after the pace is set. */
   onPacing?: () => void
+  /** Told the queue length and the pace (0 while open) whenever either may have changed. */
+  onState?: (queued: number, pacePerSecond: number) => void
 }
 
 interface Job<T> extends GateJob {
@@ -99,6 +101,10 @@ class JobQueue {
     return j
   }
 
+  forEach(fn: (j: AnyJob) => void): void {
+    for (let i = this.#head; i < this.#items.length; i++) fn(this.#items[i] as AnyJob)
+  }
+
   indexOf(j: AnyJob): number {
     const i = this.#items.indexOf(j, this.#head)
     return i < 0 ? -1 : i - this.#head
@@ -113,6 +119,7 @@ export class UpstreamGate {
   readonly #maxQueue: number
   readonly #onFull: () => Error
   readonly #onPacing: () => void
+  readonly #onState: (queued: number, pacePerSecond: number) => void
   readonly #requests = new JobQueue()
   readonly #background = new JobQueue()
   /** Completion times of successful calls over the last second (to size the first pace). */
@@ -137,6 +144,7 @@ export class UpstreamGate {
     this.#onFull =
       opts.onFull ?? (() => new Error('too many upstream calls waiting; try again later'))
     this.#onPacing = opts.onPacing ?? ((): void => {})
+    this.#onState = opts.onState ?? ((): void => {})
     this.#window = this.#initialWindow
   }
 
@@ -177,6 +185,7 @@ export class UpstreamGate {
       return { promise, job }
     }
     ;(opts.background ? this.#background : this.#requests).push(job as AnyJob)
+    opts.ticket?.place({ etaMs: () => this.#waitMs(job as AnyJob) })
     this.#pump()
     return { promise, job }
   }
@@ -193,6 +202,11 @@ export class UpstreamGate {
     return Math.max(0, this.#nextStartMs - this.#clock.now()) + (ahead * 1000) / this.#rate
   }
 
+  /** A queued job's wait while paced; undefined once started or while open (see QueuePlace). */
+  #waitMs(job: AnyJob): number | undefined {
+    return job.started || this.#rate === Infinity ? undefined : this.etaMs(job)
+  }
+
   #position(job: AnyJob): number {
     const i = this.#requests.indexOf(job)
     if (i >= 0) return i
@@ -201,6 +215,15 @@ export class UpstreamGate {
   }
 
   #pump(): void {
+    this.#startQueued()
+    this.#publish()
+  }
+
+  #publish(): void {
+    this.#onState(this.queued, this.pacePerSecond)
+  }
+
+  #startQueued(): void {
     let started = 0
     for (;;) {
       if (this.#inflight >= this.#window) return
@@ -219,8 +242,10 @@ export class UpstreamGate {
       }
       const job = this.#requests.shift() ?? this.#background.shift()
       if (job === undefined) return
-      if (now >= job.opts.deadlineMs) {
-        job.reject(job.opts.onExpired())
+      try {
+        job.opts.beforeStart?.()
+      } catch (err) {
+        job.reject(err)
         continue
       }
       if (this.#rate !== Infinity)
@@ -242,6 +267,7 @@ export class UpstreamGate {
    */
   #pumpSoon(): void {
     if (this.#requests.length > 0 || this.#background.length > 0) this.#arm(1)
+    this.#publish()
   }
 
   #arm(ms: number): void {
@@ -277,7 +303,7 @@ export class UpstreamGate {
             job.started = false
             this.#requests.unshift(job)
             this.#pumpSoon()
-            job.opts.onRequeue?.()
+            job.opts.ticket?.changed()
             return
           }
         }
@@ -323,6 +349,9 @@ export class UpstreamGate {
       this.#nextStartMs = now + 1000 / this.#rate
       this.#lastCutMs = now
       this.#onPacing()
+      // Requests waiting for a slot now wait in a paced queue: they look again.
+      for (const queue of [this.#requests, this.#background])
+        queue.forEach((j) => j.opts.ticket?.changed())
     } else if (job.startedAtMs > this.#lastCutMs) {
       // One cut per round: calls started before the last cut were sent at the old rate.
       this.#rate = Math.max(MIN_RATE, this.#rate * CUT)

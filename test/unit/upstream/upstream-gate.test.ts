@@ -2,21 +2,35 @@
 // calls, and a simulated node boot herd against an upstream that throttles like EKS Auth.
 
 import { describe, expect, it } from 'vitest'
-import type { SubmitOptions } from '../../../src/cache/upstream-gate.js'
-import { UpstreamGate } from '../../../src/cache/upstream-gate.js'
+import { CallTicket } from '../../../src/upstream/call-ticket.js'
+import type { SubmitOptions } from '../../../src/upstream/upstream-gate.js'
+import { UpstreamGate } from '../../../src/upstream/upstream-gate.js'
 import { ManualClock } from '../../../src/util/clock.js'
-import { deferred, flush } from '../../helpers/deferred-fetcher.js'
-import type { Deferred } from '../../helpers/deferred-fetcher.js'
+import { deferred, flush } from '../../helpers/deferred-source.js'
+import type { Deferred } from '../../helpers/deferred-source.js'
 
 class Throttled extends Error {
   readonly status = 429
 }
 
 const isThrottle = (e: unknown): boolean => e instanceof Throttled
-const expired = (): Error => new Error('expired in queue')
 
 function req(over: Partial<SubmitOptions> = {}): SubmitOptions {
-  return { background: false, deadlineMs: Infinity, onExpired: expired, ...over }
+  return { background: false, ...over }
+}
+
+/** beforeStart for a call that must start before deadlineMs. */
+function until(clock: ManualClock, deadlineMs: number): () => void {
+  return () => {
+    if (clock.now() >= deadlineMs) throw new Error('expired in queue')
+  }
+}
+
+/** A ticket that records `i` each time its call goes back to the queue or the gate starts pacing. */
+function watched(seen: number[], i: number): CallTicket {
+  const ticket = new CallTicket()
+  ticket.watch(() => seen.push(i))
+  return ticket
 }
 
 /** Calls the test settles by hand. */
@@ -139,7 +153,7 @@ describe('UpstreamGate, open', () => {
     const gate = new UpstreamGate({ clock, isThrottle, initialWindow: 1 })
     const { calls, run } = handDriven()
     gate.submit(run, req())
-    const late = gate.submit(run, req({ deadlineMs: clock.now() + 1000 }))
+    const late = gate.submit(run, req({ beforeStart: until(clock, clock.now() + 1000) }))
     clock.advance(2000)
     calls[0]!.resolve('a')
     await flush()
@@ -161,7 +175,7 @@ describe('UpstreamGate, throttled', () => {
     expect(calls).toHaveLength(8)
     const requeued: number[] = []
     const waiting = Array.from({ length: 3 }, (_, i) =>
-      gate.submit(run, req({ onRequeue: () => requeued.push(i) })),
+      gate.submit(run, req({ ticket: watched(requeued, i) })),
     )
     expect(calls).toHaveLength(11)
     calls[4]!.reject(new Throttled())

@@ -1,0 +1,47 @@
+// A credential source behind the upstream gate: its calls are paced and queued as the gate
+// decides (upstream-gate.ts), a queued call is dropped if the pod's token expires before it can
+// start, and the gate's queue length and pace are published as metrics.
+
+import { QueueFullError, UpstreamError } from '../errors.js'
+import type { AgentMetrics } from '../metrics/metrics.js'
+import { checkNotExpired } from '../token/validity.js'
+import type { Clock } from '../util/clock.js'
+import type { CredentialSource } from './types.js'
+import { UpstreamGate } from './upstream-gate.js'
+
+export interface GateOptions {
+  clock: Clock
+  metrics: Pick<AgentMetrics, 'upstreamQueueLength' | 'upstreamPace'>
+  /** Upstream calls in flight at first (slow start) and at most. Defaults 8 and 32. */
+  initialWindow?: number | undefined
+  maxWindow?: number | undefined
+}
+
+function isThrottle(err: unknown): boolean {
+  return err instanceof UpstreamError && err.statusCode === 429
+}
+
+export function gated(inner: CredentialSource, o: GateOptions): CredentialSource {
+  const gate = new UpstreamGate({
+    clock: o.clock,
+    isThrottle,
+    initialWindow: o.initialWindow,
+    maxWindow: o.maxWindow,
+    onFull: () => new QueueFullError(),
+    onState: (queued, pace) => {
+      o.metrics.upstreamQueueLength.set(queued)
+      o.metrics.upstreamPace.set(pace)
+    },
+  })
+  return {
+    fetch(request, options = {}) {
+      return gate.submit(() => inner.fetch(request, options), {
+        background: options.background === true,
+        ticket: options.ticket,
+        beforeStart: () => checkNotExpired(request.claims, o.clock.now()),
+      }).promise
+    },
+    warmUp: () => inner.warmUp(),
+    close: () => inner.close(),
+  }
+}
