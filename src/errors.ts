@@ -35,12 +35,7 @@ export class AgentError extends Error {
   /** Seconds for the `Retry-After` header of a 429 or 503 (default 1). */
   readonly retryAfterSeconds: number | undefined
 
-  constructor(
-    code: string,
-    statusCode: number,
-    message: string,
-    options?: { cause?: unknown; retryAfterSeconds?: number },
-  ) {
+  constructor(code: string, statusCode: number, message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = new.target.name
     this.code = code
@@ -49,45 +44,52 @@ export class AgentError extends Error {
   }
 }
 
-/** An error of the agent's own: its status follows from its code. */
-class LocalError extends AgentError {
-  constructor(
-    code: AgentErrorCode,
-    message: string,
-    options?: { cause?: unknown; retryAfterSeconds?: number },
-  ) {
+interface ErrorOptions {
+  cause?: unknown
+  retryAfterSeconds?: number
+}
+
+/**
+ * An error of the agent's own. Each subclass names its condition's code in `static code`; the
+ * status follows from STATUS.
+ */
+abstract class LocalError extends AgentError {
+  static readonly code: AgentErrorCode
+
+  constructor(message: string, options?: ErrorOptions) {
+    const { code } = new.target as unknown as { code: AgentErrorCode }
     super(code, STATUS[code], message, options)
   }
 }
 
 export class MissingTokenError extends LocalError {
+  static override readonly code: AgentErrorCode = 'MissingToken'
   constructor() {
-    super('MissingToken', 'Service account token cannot be empty')
+    super('Service account token cannot be empty')
   }
 }
 
 /** Not a JWT the agent can read; `reason` continues golang-jwt's text (`token is malformed: ...`). */
 export class MalformedTokenError extends LocalError {
+  static override readonly code: AgentErrorCode = 'MalformedToken'
   constructor(reason: string) {
-    super('MalformedToken', `Service account token cannot be parsed: ${reason}`)
+    super(`Service account token cannot be parsed: ${reason}`)
   }
 }
 
 /** The token's times (`exp`, `nbf`) refuse it now. */
 export class InvalidTokenClaimsError extends LocalError {
+  static override readonly code: AgentErrorCode = 'InvalidTokenClaims'
   constructor(problems: readonly string[]) {
-    super(
-      'InvalidTokenClaims',
-      `Service account token failed basic claim validations: ${problems.join(', ')}`,
-    )
+    super(`Service account token failed basic claim validations: ${problems.join(', ')}`)
   }
 }
 
 /** The Host header names none of the addresses the agent serves on (DNS rebinding). */
 export class ForeignHostError extends LocalError {
+  static override readonly code: AgentErrorCode = 'AccessDenied'
   constructor(allowed: readonly string[], host: string) {
     super(
-      'AccessDenied',
       `Access Denied. Called agent through invalid address, please use either [${allowed.join(' ')}] address not ${host.slice(0, 255)}`,
     )
   }
@@ -95,51 +97,48 @@ export class ForeignHostError extends LocalError {
 
 /** The request was relayed by a proxy (X-Forwarded-For or Forwarded). */
 export class RelayedRequestError extends LocalError {
+  static override readonly code: AgentErrorCode = 'AccessDenied'
   constructor() {
     super(
-      'AccessDenied',
       'Access Denied. Requests relayed through a proxy (X-Forwarded-For or Forwarded header) are not accepted',
     )
   }
 }
 
 export class NotFoundError extends LocalError {
+  static override readonly code: AgentErrorCode = 'NotFound'
   constructor() {
-    super('NotFound', '404 page not found')
+    super('404 page not found')
   }
 }
 
 export class MethodNotAllowedError extends LocalError {
+  static override readonly code: AgentErrorCode = 'MethodNotAllowed'
   constructor() {
-    super('MethodNotAllowed', 'Method not allowed: use GET /v1/credentials')
+    super('Method not allowed: use GET /v1/credentials')
   }
 }
 
 /** Not a request HTTP allows: unparseable, no Host on HTTP/1.1, two Host headers. */
 export class BadRequestError extends LocalError {
-  constructor(message: string) {
-    super('BadRequest', message)
-  }
+  static override readonly code: AgentErrorCode = 'BadRequest'
 }
 
 export class RequestTimeoutError extends LocalError {
+  static override readonly code: AgentErrorCode = 'RequestTimeout'
   constructor() {
-    super('RequestTimeout', 'Request not received in time: the connection is closed')
+    super('Request not received in time: the connection is closed')
   }
 }
 
 export class PayloadTooLargeError extends LocalError {
-  constructor(message: string) {
-    super('PayloadTooLarge', message)
-  }
+  static override readonly code: AgentErrorCode = 'PayloadTooLarge'
 }
 
 export class HeaderFieldsTooLargeError extends LocalError {
+  static override readonly code: AgentErrorCode = 'RequestHeaderFieldsTooLarge'
   constructor(limitBytes: number) {
-    super(
-      'RequestHeaderFieldsTooLarge',
-      `Request header fields too large: the limit is ${limitBytes} bytes`,
-    )
+    super(`Request header fields too large: the limit is ${limitBytes} bytes`)
   }
 }
 
@@ -174,16 +173,12 @@ export class UpstreamError extends AgentError {
 
 /** The upstream could not be reached (DNS, refused, reset, TLS). */
 export class UpstreamUnreachableError extends LocalError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('UpstreamUnreachable', message, options)
-  }
+  static override readonly code: AgentErrorCode = 'UpstreamUnreachable'
 }
 
 /** The upstream did not answer in time. */
 export class UpstreamTimeoutError extends LocalError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('UpstreamTimeout', message, options)
-  }
+  static override readonly code: AgentErrorCode = 'UpstreamTimeout'
 }
 
 /**
@@ -191,10 +186,10 @@ export class UpstreamTimeoutError extends LocalError {
  * will not start soon enough for this request. The call stays queued; the retry finds its result.
  */
 export class UpstreamQueuedError extends LocalError {
+  static override readonly code: AgentErrorCode = 'UpstreamThrottled'
   constructor(etaMs: number) {
     const seconds = Math.min(60, Math.max(1, Math.ceil(etaMs / 1000)))
     super(
-      'UpstreamThrottled',
       `EKS Auth is throttling this node's calls; the call for these credentials is queued and ` +
         `should run within about ${seconds} s: retry after ${seconds} s`,
       { retryAfterSeconds: seconds },
@@ -204,8 +199,9 @@ export class UpstreamQueuedError extends LocalError {
 
 /** More upstream calls are queued than the agent keeps. */
 export class QueueFullError extends LocalError {
+  static override readonly code: AgentErrorCode = 'UpstreamThrottled'
   constructor() {
-    super('UpstreamThrottled', 'too many EKS Auth calls are queued on this node: retry after 5 s', {
+    super('too many EKS Auth calls are queued on this node: retry after 5 s', {
       retryAfterSeconds: 5,
     })
   }
@@ -213,22 +209,19 @@ export class QueueFullError extends LocalError {
 
 /** The upstream answered 2xx with something that is not usable credentials. */
 export class InvalidUpstreamResponseError extends LocalError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('InvalidUpstreamResponse', message, options)
-  }
+  static override readonly code: AgentErrorCode = 'InvalidUpstreamResponse'
 }
 
 /** The node's own AWS credentials (used to sign upstream calls) could not be loaded. */
 export class NodeCredentialsError extends LocalError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('NodeCredentialsUnavailable', message, options)
-  }
+  static override readonly code: AgentErrorCode = 'NodeCredentialsUnavailable'
 }
 
 /** Anything unexpected: a generic 500 that reveals nothing (the cause stays in the log). */
 export class InternalError extends LocalError {
+  static override readonly code: AgentErrorCode = 'InternalError'
   constructor(cause: unknown) {
-    super('InternalError', 'Internal error while getting credentials', { cause })
+    super('Internal error while getting credentials', { cause })
   }
 }
 

@@ -44,3 +44,13 @@ function describeParseError(err: unknown): string {
       return msg
   }
 }
+
+/** parseArgs options for flags that each take one value, plus -h/--help. */
+export function valueFlags<const K extends string>(
+  ...names: K[]
+): Record<K, { type: 'string' }> & { help: { type: 'boolean'; short: 'h' } } {
+  const options = Object.fromEntries(names.map((n) => [n, { type: 'string' }]))
+  return { ...options, help: { type: 'boolean', short: 'h' } } as Record<K, { type: 'string' }> & {
+    help: { type: 'boolean'; short: 'h' }
+  }
+}

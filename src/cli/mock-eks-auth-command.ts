@@ -6,7 +6,7 @@ import { AssociationsError, loadAssociationsFile } from '../associations/associa
 import { parseDurationMs } from '../config/duration.js'
 import { ConfigError, isRegionName, parseClusterName, parsePort } from '../config/values.js'
 import { MockEksAuth, type Faults } from '../mock/mock-eks-auth.js'
-import { parseFlags } from './flags.js'
+import { parseFlags, valueFlags } from './flags.js'
 
 export const MOCK_EKS_AUTH_USAGE = `Usage: pod-identity-agent mock-eks-auth --associations FILE --jwks FILE [options]
 
@@ -36,23 +36,22 @@ Options:
   -h, --help                   show this help
 `
 
-const OPTIONS = {
-  associations: { type: 'string' },
-  jwks: { type: 'string' },
-  host: { type: 'string' },
-  port: { type: 'string' },
-  'cluster-name': { type: 'string' },
-  region: { type: 'string' },
-  issuer: { type: 'string' },
-  'credential-duration': { type: 'string' },
-  latency: { type: 'string' },
-  'throttle-qps': { type: 'string' },
-  'error-rate': { type: 'string' },
-  'error-status': { type: 'string' },
-  'node-access-key-id': { type: 'string' },
-  'node-secret-access-key': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const
+const OPTIONS = valueFlags(
+  'associations',
+  'jwks',
+  'host',
+  'port',
+  'cluster-name',
+  'region',
+  'issuer',
+  'credential-duration',
+  'latency',
+  'throttle-qps',
+  'error-rate',
+  'error-status',
+  'node-access-key-id',
+  'node-secret-access-key',
+)
 
 export interface MockEksAuthCommandOptions {
   /** Stops the server like SIGTERM does (for in-process use). */

@@ -12,7 +12,7 @@ import {
   POD_IDENTITY_AUDIENCE,
   TokenIssuer,
 } from '../mock/token-issuer.js'
-import { parseFlags } from './flags.js'
+import { parseFlags, valueFlags } from './flags.js'
 
 export const TOKEN_USAGE = `Usage: pod-identity-agent token --namespace NS --service-account SA --key FILE [options]
 
@@ -35,19 +35,18 @@ Options:
   -h, --help                show this help
 `
 
-const OPTIONS = {
-  namespace: { type: 'string' },
-  'service-account': { type: 'string' },
-  pod: { type: 'string' },
-  node: { type: 'string' },
-  expires: { type: 'string' },
-  audience: { type: 'string' },
-  issuer: { type: 'string' },
-  key: { type: 'string' },
-  'jwks-out': { type: 'string' },
-  out: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const
+const OPTIONS = valueFlags(
+  'namespace',
+  'service-account',
+  'pod',
+  'node',
+  'expires',
+  'audience',
+  'issuer',
+  'key',
+  'jwks-out',
+  'out',
+)
 
 /** Run the token command; returns the exit code. @throws ConfigError on a bad or missing flag. */
 export async function runTokenCommand(argv: string[]): Promise<number> {

@@ -53,13 +53,7 @@ export function createDefaultNodeCredentialsProvider(
         const mod = await loadModule()
         sdkProvider ??= mod.defaultProvider(init)
       }
-      const c = await sdkProvider()
-      return {
-        accessKeyId: c.accessKeyId,
-        secretAccessKey: c.secretAccessKey,
-        sessionToken: c.sessionToken,
-        expiration: c.expiration,
-      }
+      return await sdkProvider()
     } catch (err) {
       throw new NodeCredentialsError(`unable to load the node's AWS credentials: ${reason(err)}`, {
         cause: err,

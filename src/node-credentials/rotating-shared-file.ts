@@ -24,13 +24,7 @@ export function createRotatingSharedFileProvider(
     const { fromIni } = await import('@aws-sdk/credential-provider-ini')
     const profile = o.profile ?? process.env.AWS_PROFILE ?? 'default'
     try {
-      const c = await fromIni({ profile, ignoreCache: true })()
-      return {
-        accessKeyId: c.accessKeyId,
-        secretAccessKey: c.secretAccessKey,
-        sessionToken: c.sessionToken,
-        expiration: c.expiration,
-      }
+      return await fromIni({ profile, ignoreCache: true })()
     } catch (err) {
       const m = err instanceof Error ? err.message.split('\n')[0] : String(err)
       throw new NodeCredentialsError(

@@ -17,7 +17,7 @@ import {
   toAgentError,
 } from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
-import { OUTCOME_ERROR, OUTCOME_HIT, OUTCOME_MISS } from '../metrics/metrics.js'
+import { OUTCOME_ERROR, OUTCOME_HIT, OUTCOME_MISS } from '../metrics/hot-path-metrics.js'
 import { checkToken } from '../token/validity.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'

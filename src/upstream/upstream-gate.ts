@@ -14,9 +14,12 @@
 //   waiters get the 429.
 // - Back to open after IDLE_RESET_MS without a 429 and with nothing queued.
 // Nothing here runs on the hot path (a cache hit): only misses and renewals come through.
+// Over 250 lines: the open and paced states share the queues, the window and the rate, and each
+// rule reads best beside the others.
 
 import type { Clock, TimerHandle } from '../util/clock.js'
 import type { CallTicket } from './call-ticket.js'
+import { JobQueue } from './job-queue.js'
 
 export interface GateJob {
   /** True while the call runs (false while it waits in the queue). */
@@ -72,45 +75,6 @@ const IDLE_RESET_MS = 30_000
 const MAX_THROTTLED_TRIES = 10
 const STARTS_PER_TURN = 16
 
-/** A FIFO of jobs that can also take one back at its head, with O(1) shift. */
-class JobQueue {
-  #items: AnyJob[] = []
-  #head = 0
-
-  get length(): number {
-    return this.#items.length - this.#head
-  }
-
-  push(j: AnyJob): void {
-    this.#items.push(j)
-  }
-
-  unshift(j: AnyJob): void {
-    if (this.#head > 0) this.#items[--this.#head] = j
-    else this.#items.unshift(j)
-  }
-
-  shift(): AnyJob | undefined {
-    if (this.#head >= this.#items.length) return undefined
-    const j = this.#items[this.#head]
-    this.#items[this.#head++] = undefined as unknown as AnyJob
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head)
-      this.#head = 0
-    }
-    return j
-  }
-
-  forEach(fn: (j: AnyJob) => void): void {
-    for (let i = this.#head; i < this.#items.length; i++) fn(this.#items[i] as AnyJob)
-  }
-
-  indexOf(j: AnyJob): number {
-    const i = this.#items.indexOf(j, this.#head)
-    return i < 0 ? -1 : i - this.#head
-  }
-}
-
 export class UpstreamGate {
   readonly #clock: Clock
   readonly #isThrottle: (err: unknown) => boolean
@@ -120,8 +84,8 @@ export class UpstreamGate {
   readonly #onFull: () => Error
   readonly #onPacing: () => void
   readonly #onState: (queued: number, pacePerSecond: number) => void
-  readonly #requests = new JobQueue()
-  readonly #background = new JobQueue()
+  readonly #requests = new JobQueue<AnyJob>()
+  readonly #background = new JobQueue<AnyJob>()
   /** Completion times of successful calls over the last second (to size the first pace). */
   readonly #recentSuccesses: number[] = []
   #window: number

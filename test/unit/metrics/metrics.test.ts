@@ -5,8 +5,8 @@ import {
   OUTCOME_HIT,
   OUTCOME_MISS,
   StatusCounter,
-  createMetrics,
-} from '../../../src/metrics/metrics.js'
+} from '../../../src/metrics/hot-path-metrics.js'
+import { createMetrics } from '../../../src/metrics/metrics.js'
 import { boundedCode } from '../../../src/upstream/error-codes.js'
 
 function setup() {
