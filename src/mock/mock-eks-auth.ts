@@ -24,6 +24,7 @@ import {
 } from '../associations/associations.js'
 import { isClusterName } from '../config/values.js'
 import { kubernetesSubject } from '../token/parse-token.js'
+import { EKS_AUTH_ERRORS } from '../upstream/error-codes.js'
 import type { AwsAuthErrorCode, EksAuthErrorCode } from '../upstream/error-codes.js'
 import { TokenBucket } from '../util/token-bucket.js'
 import { SigV4Checker, type NodeCredential } from './sigv4-check.js'
@@ -94,13 +95,19 @@ interface IndexedAssociation {
 
 type ErrorName = EksAuthErrorCode | AwsAuthErrorCode | 'UnknownOperationException'
 
+/** An answer other than 200; its status is the one EKS Auth (or AWS's authentication) gives. */
 class ApiError extends Error {
   readonly status: number
   readonly code: ErrorName
-  constructor(status: number, code: ErrorName, message: string) {
+  constructor(code: ErrorName, message: string) {
     super(message)
-    this.status = status
     this.code = code
+    this.status =
+      code in EKS_AUTH_ERRORS
+        ? EKS_AUTH_ERRORS[code as EksAuthErrorCode].status
+        : code === 'UnknownOperationException'
+          ? 404
+          : 403
   }
 }
 
@@ -302,7 +309,7 @@ export class MockEksAuth {
           const e =
             err instanceof ApiError
               ? err
-              : new ApiError(500, 'InternalServerException', 'An internal error occurred.')
+              : new ApiError('InternalServerException', 'An internal error occurred.')
           const body = JSON.stringify({ __type: e.code, message: e.message })
           return this.#answer(res, e.status, requestId, e.code, body)
         },
@@ -317,7 +324,6 @@ export class MockEksAuth {
     const route = API_PATH.exec(path)
     if (route === null || req.method !== 'POST') {
       throw new ApiError(
-        404,
         'UnknownOperationException',
         `Unknown operation: ${req.method} ${clip(path)}`,
       )
@@ -334,21 +340,16 @@ export class MockEksAuth {
     if (keyId !== undefined && !this.#stats.accessKeyIds.has(keyId)) {
       this.#stats.accessKeyIds.add(keyId)
     }
-    if (!auth.ok) throw new ApiError(auth.status, auth.code, auth.message)
+    if (!auth.ok) throw new ApiError(auth.code, auth.message)
 
     if (this.#bucket?.tryTake() === false) {
-      throw new ApiError(429, 'ThrottlingException', 'Rate exceeded')
+      throw new ApiError('ThrottlingException', 'Rate exceeded')
     }
     const { errorRate, errorStatus } = this.#faults
     if (errorRate > 0 && Math.random() < errorRate) {
       throw errorStatus === 500
-        ? new ApiError(
-            500,
-            'InternalServerException',
-            'An internal error occurred. Please try again.',
-          )
+        ? new ApiError('InternalServerException', 'An internal error occurred. Please try again.')
         : new ApiError(
-            503,
             'ServiceUnavailableException',
             'Service is unavailable. Please try again later.',
           )
@@ -357,7 +358,6 @@ export class MockEksAuth {
     const cluster = route[1] as string
     if (!isClusterName(cluster)) {
       throw new ApiError(
-        400,
         'InvalidParameterException',
         `1 validation error detected: Value '${clip(cluster)}' at 'clusterName' failed to satisfy ` +
           `constraint: Member must satisfy regular expression pattern: ^[0-9A-Za-z][A-Za-z0-9\\-_]*$ ` +
@@ -365,7 +365,7 @@ export class MockEksAuth {
       )
     }
     if (this.#clusterName !== undefined && cluster !== this.#clusterName) {
-      throw new ApiError(404, 'ResourceNotFoundException', `No cluster found for name: ${cluster}.`)
+      throw new ApiError('ResourceNotFoundException', `No cluster found for name: ${cluster}.`)
     }
 
     const token = parseTokenBody(body)
@@ -374,7 +374,6 @@ export class MockEksAuth {
     const found = this.#associations.get(associationKey(subject.namespace, subject.serviceAccount))
     if (found === undefined) {
       throw new ApiError(
-        404,
         'ResourceNotFoundException',
         `No Pod Identity Association found for cluster ${cluster}, namespace ${subject.namespace} ` +
           `and service account ${subject.serviceAccount}.`,
@@ -513,15 +512,11 @@ export class MockEksAuth {
 }
 
 function expiredToken(): ApiError {
-  return new ApiError(400, 'ExpiredTokenException', 'The service account token has expired.')
+  return new ApiError('ExpiredTokenException', 'The service account token has expired.')
 }
 
 function invalidToken(reason: string): ApiError {
-  return new ApiError(
-    400,
-    'InvalidTokenException',
-    `The service account token is invalid: ${reason}`,
-  )
+  return new ApiError('InvalidTokenException', `The service account token is invalid: ${reason}`)
 }
 
 interface Subject {
@@ -534,7 +529,6 @@ function subjectOf(claims: JWTPayload): Subject {
   const { namespace, serviceAccount, podName } = kubernetesSubject(claims)
   if (namespace === undefined || serviceAccount === undefined) {
     throw new ApiError(
-      400,
       'InvalidTokenException',
       'The service account token is invalid: it names no namespace and service account ' +
         '(no "kubernetes.io" claim and "sub" is not system:serviceaccount:NAMESPACE:NAME)',
@@ -545,15 +539,10 @@ function subjectOf(claims: JWTPayload): Subject {
 
 function parseTokenBody(body: Buffer | undefined): string {
   if (body === undefined) {
-    throw new ApiError(
-      400,
-      'InvalidRequestException',
-      `Request body exceeds ${MAX_BODY_BYTES} bytes.`,
-    )
+    throw new ApiError('InvalidRequestException', `Request body exceeds ${MAX_BODY_BYTES} bytes.`)
   }
   if (body.length === 0) {
     throw new ApiError(
-      400,
       'InvalidRequestException',
       'Request body is empty; expected {"token": "<jwt>"}.',
     )
@@ -563,14 +552,12 @@ function parseTokenBody(body: Buffer | undefined): string {
     parsed = JSON.parse(body.toString('utf8'))
   } catch {
     throw new ApiError(
-      400,
       'InvalidRequestException',
       'Request body is not valid JSON; expected {"token": "<jwt>"}.',
     )
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ApiError(
-      400,
       'InvalidRequestException',
       'Request body must be a JSON object: {"token": "<jwt>"}.',
     )
@@ -579,20 +566,18 @@ function parseTokenBody(body: Buffer | undefined): string {
   const prefix =
     "1 validation error detected: Value at 'token' failed to satisfy constraint: Member must"
   if (token === undefined || token === null) {
-    throw new ApiError(400, 'InvalidParameterException', `${prefix} not be null`)
+    throw new ApiError('InvalidParameterException', `${prefix} not be null`)
   }
   if (typeof token !== 'string')
-    throw new ApiError(400, 'InvalidParameterException', `${prefix} be a string`)
+    throw new ApiError('InvalidParameterException', `${prefix} be a string`)
   if (token.length === 0) {
     throw new ApiError(
-      400,
       'InvalidParameterException',
       `${prefix} have length greater than or equal to 1`,
     )
   }
   if (!TOKEN_PATTERN.test(token)) {
     throw new ApiError(
-      400,
       'InvalidParameterException',
       `${prefix} satisfy regular expression pattern: ^[A-Za-z0-9-_=]+\\.[A-Za-z0-9-_=]+\\.[A-Za-z0-9-_=]+$`,
     )

@@ -6,8 +6,8 @@ import { ForeignHostError } from '../errors.js'
 export class HostCheck {
   /**
    * Exact Host header values accepted without any string work (the common forms), compared with
-   * `===`: a Set lookup would hash the header's fresh string on every request (about 400
-   * instructions under callgrind), a compare of unequal lengths returns at once.
+   * `===`: a Set lookup would hash the header's fresh string on every request, while a compare
+   * of unequal lengths returns at once.
    */
   readonly #fast: string[] = []
   readonly #hosts: ReadonlySet<string>

@@ -3,14 +3,11 @@
 //
 // pino's asynchronous destination (SonicBoom) starts one write at a time and, when it completes,
 // writes at most 16 KiB more. At -v trace (a line per answer, the reference chart's level) a busy
-// agent writes more than that per turn: at 28,000 answers a second over 128 connections the
-// backlog grew by 1.6 MB a second, held in memory (the agent's RSS from 109 to 172 MiB in 40 s;
-// 65 MiB still queued when the load stopped), on its way to the DaemonSet's memory limit.
-// Handing SonicBoom each turn's lines as one string lets every completed write carry all that
-// was logged meanwhile, and costs less per line (SonicBoom measures its last queued chunk on every
-// write). Should stdout still fall behind (a stalled log pipe), lines past MAX_BACKLOG_BYTES are
-// dropped, counted (pod_identity_log_lines_dropped_total), and reported in a warning line once
-// output resumes.
+// agent logs more than that per turn, and the backlog grew in memory without bound (measured in
+// bench/README.md). Handing SonicBoom each turn's lines as one string lets every completed write
+// carry all that was logged meanwhile, and costs less per line. Should stdout still fall behind
+// (a stalled log pipe), lines past MAX_BACKLOG_BYTES are dropped, counted
+// (pod_identity_log_lines_dropped_total), and reported in a warning line once output resumes.
 
 import { pino } from 'pino'
 import type { DestinationStream } from 'pino'

@@ -8,6 +8,7 @@ import type { TokenIssuer } from '../../src/mock/token-issuer.js'
 import { SERVER_FLAGS, envName } from '../../src/cli/server-flags.js'
 import { NODE_KEY, NODE_KEY_ENV, rawGet, startProcessMock } from '../helpers/harness.js'
 import { loopbackServerArgs, runCli, startCli } from '../helpers/spawn.js'
+import { until } from '../helpers/until.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -189,8 +190,9 @@ describe('server process', () => {
       // SIGTERM while a request waits on a slow upstream: it completes, then the process exits 0.
       mock.setFaults({ latencyMs: 600 })
       const slowToken = await issuer.mint({ namespace: 'team-b', serviceAccount: 'worker' })
+      const callsBefore = mock.stats.requests
       const inflight = rawGet(url, { host: `127.0.0.1:${port}`, authorization: slowToken })
-      await new Promise((r) => setTimeout(r, 150))
+      await until(() => mock.stats.requests > callsBefore, 'the request to reach EKS Auth')
       agent.child.kill('SIGTERM')
       const res = await inflight
       expect(res.status).toBe(200)
