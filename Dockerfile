@@ -15,19 +15,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# glibc's malloc: one arena, and blocks of 32 KiB or more in mappings of their own. V8 compiles hot
-# functions on worker threads, in zones it mallocs and frees; with glibc's defaults that freed
-# memory stays in per-thread arenas, spread between live blocks, for good. With 2000 cached entries
-# an idle agent held 83-89 MiB on Node 24.11 instead of 100-105 (68 instead of 74 on Node 20); no
-# system call is added on the hit path. The agent also turns Maglev off itself (79 MiB then;
-# src/util/v8-memory.ts). bench/README.md, Results.
-# test/integration/image-env.test.ts checks that glibc reads both; the benchmarks run the agent
-# with this stage's ENV.
+# How the image runs the agent, all of it configuration (the benchmarks run the agent the same
+# way, and bench/README.md, "What the image's flags buy", has what each one buys and costs):
+# - glibc's malloc: one arena, and blocks of 32 KiB or more in mappings of their own, so that the
+#   memory V8's compiler threads free goes back instead of staying in per-thread arenas;
+# - --no-maglev: V8's mid-tier compiler's zones stay in malloc's heap after a burst of misses;
+# - --max-semi-space-size=4 (MiB): a burst no longer leaves V8's young generation at its largest;
+# - keep-tick-object.mjs: keeps the hit path's process.nextTick on V8's fast path (see there).
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=1 \
     MALLOC_MMAP_THRESHOLD_=32768
 COPY package.json ./
+COPY image ./image
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-ENTRYPOINT ["node", "/app/dist/main.js"]
+ENTRYPOINT ["node", "--import=/app/image/keep-tick-object.mjs", "--no-maglev", "--max-semi-space-size=4", "/app/dist/main.js"]
 CMD ["server", "--help"]

@@ -1,25 +1,25 @@
-// 5. Memory and start-up: time from spawn to /readyz 200; RSS at readiness, idle 1.5 s after
-// start (once the agent has loaded the miss path in the background), with 2000 cached entries
-// (just after the warm-up, once the agent's idle trimmer has run, and settled after V8's memory
-// reducer), and under hot-path load with those entries; bytes per entry from the RSS delta and
-// from the live V8 heap delta (heap snapshots). The floor, after each agent run: a bare node:http
-// server (bench/lib/bare-server.js hold) in the same environment, warmed by the same requests,
-// holding what the agent's cache holds per pod (token, body, headers) and nothing else.
+// Memory and start-up. Start-up: time from spawn to /readyz 200. Memory: every subject (the
+// agent, a variant agent when one is set, and the floor: a bare node:http server holding what the
+// agent's cache holds per pod, bench/lib/bare-server.js hold) runs the same script in turn,
+// rotated each run: RSS idle, then 2000 pods warm it up (one token and source address each), RSS
+// just after, some seconds later (and, with BENCH_MEMORY_SETTLE_S, where it settles), and under
+// -c32 load with those entries. The figures that count are the agent's readings over the floor's.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { podAddress, runHerdClient, runLoad } from './lib/load.js'
 import { sleep } from './lib/procs.js'
-import { fetchCredentials, metricValue, startAgent, startBare, startMock } from './lib/servers.js'
+import {
+  VARIANT,
+  fetchCredentials,
+  metricValue,
+  startAgent,
+  startBare,
+  startMock,
+} from './lib/servers.js'
 import { MiB, fmt, median, printTable, verdict, writeResults } from './lib/report.js'
 
 const ENTRIES = 2000
-/** How long to wait for the idle trimmer's drop, s. */
-const TRIM_WAIT_S = 40
-/** When the bare floor's later reading is taken, s after its warm-up (the agent trims by then). */
-const FLOOR_LATER_S = 10
-/** How long the bare floor's settled reading polls at most, s (first run only). */
-const FLOOR_SETTLE_MAX_S = 60
 
 /**
  * The agent's live V8 heap: SIGUSR2 makes it write a heap snapshot (--heapsnapshot-signal), which
@@ -32,40 +32,10 @@ async function liveHeap(agent, dir) {
   while (Date.now() < deadline && !readdirSync(dir).some((f) => f.endsWith('.heapsnapshot'))) {
     await sleep(10)
   }
-  const metrics = await agent.metrics()
+  // Answered once the snapshot (a synchronous write) is done: give it time on a busy machine.
+  const metrics = await agent.metrics(30_000)
   rmSync(dir, { recursive: true, force: true })
   return metricValue(metrics, 'nodejs_heap_size_used_bytes')
-}
-
-/**
- * What becomes of the RSS an idle agent holds after the warm-up, polled every second from
- * `from` (the reading just after it):
- * - trimmed: the first reading below 85 % of `from`, when the agent's idle-heap trimmer has
- *   given the young generation back (src/util/v8-memory.ts; 5-15 s after a burst);
- * - settled: with `settleS`, polling goes on that long and reports the last reading and when the
- *   last drop of more than 2 % happened (V8's memory reducer, 60-110 s after a burst on Node 20).
- * Polling stops at trimS when nothing was trimmed, or once trimmed when there is no settleS.
- */
-async function idleTimeline(agent, from, { trimS, settleS = 0 }) {
-  const t0 = Date.now()
-  const secs = () => (Date.now() - t0) / 1000
-  let trimmed
-  let last = from
-  let lastDropS = 0
-  for (;;) {
-    await sleep(1000)
-    const rss = agent.memory().rss
-    if (rss < 0.98 * last) lastDropS = secs()
-    last = rss
-    if (trimmed === undefined && rss < 0.85 * from) trimmed = { rss, afterS: secs() }
-    if (settleS > 0 ? secs() >= settleS : trimmed !== undefined || secs() >= trimS) break
-  }
-  return {
-    trimmedRss: trimmed?.rss ?? NaN,
-    trimmedAfterS: trimmed?.afterS ?? NaN,
-    settledRss: settleS > 0 ? last : NaN,
-    settledAfterS: settleS > 0 ? lastDropS : NaN,
-  }
 }
 
 function snapshotArgs(fx, name) {
@@ -74,271 +44,222 @@ function snapshotArgs(fx, name) {
   return { dir, nodeArgs: ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] }
 }
 
+/** RSS polled every second for settleS: the last reading, and when the last drop (> 2 %) came. */
+async function settle(subject, settleS) {
+  const t0 = Date.now()
+  let last = subject.memory().rss
+  let lastDropS = 0
+  while (Date.now() - t0 < settleS * 1000) {
+    await sleep(1000)
+    const rss = subject.memory().rss
+    if (rss < 0.98 * last) lastDropS = (Date.now() - t0) / 1000
+    last = rss
+  }
+  return { rss: last, lastDropS }
+}
+
 export async function memoryAndStartup({ fx, full }) {
   const startups = full ? 15 : 3
   const memoryRuns = full ? 5 : 2
-  const loadS = full ? 5 : 1
-  // Settled idle RSS (see idleTimeline), first memory run only: 150 s in the full run;
-  // BENCH_MEMORY_SETTLE_S sets it (0 skips it, the short run's default).
-  const settleMaxS = Number(process.env.BENCH_MEMORY_SETTLE_S ?? (full ? 150 : 0))
+  const loadS = full ? 5 : 2
+  const laterS = full ? 30 : 10
+  // Where RSS settles (V8's memory reducer gives memory back a minute or two after a burst), in
+  // the first run only; 0 skips it.
+  const settleS = Number(process.env.BENCH_MEMORY_SETTLE_S ?? 0)
   const tokens = await fx.mint(ENTRIES, 'mem')
   const mock = await startMock(fx)
   const live = new Set()
-  /** The herd that fills a server's cache: every token once, each from its own pod address. */
-  const warmUp = (srv) =>
-    runHerdClient(fx.dir, {
-      port: srv.port,
-      hostHeader: srv.hostHeader ?? `127.0.0.1:${srv.port}`,
-      mode: 'pool',
-      concurrency: 16,
-      timeoutMs: 10_000,
-      requests: tokens.map((token, i) => ({ token, localAddress: podAddress(5, i) })),
-    })
   const bodyFile = join(fx.dir, 'memory-body.json')
   try {
-    // Start-up: spawn -> /readyz 200, and RSS just after.
+    // Start-up: spawn -> /readyz 200, RSS then, and the live heap of an idle agent.
     const startup = []
     for (let i = 0; i < startups; i++) {
       const snap = snapshotArgs(fx, `snap-start-${i}`)
       const agent = await startAgent(fx, mock.url, { nodeArgs: snap.nodeArgs })
       live.add(agent)
       const rssBytes = agent.memory().rss
-      // The live heap of an idle agent with the miss path loaded, from the first start-ups only
-      // (a snapshot costs time).
       let heapBytes = NaN
       if (i < (full ? 2 : 1)) {
         await sleep(1500)
         heapBytes = await liveHeap(agent, snap.dir)
       }
+      if (i === 0) writeFileSync(bodyFile, (await fetchCredentials(agent, tokens[0])).body)
       startup.push({ readyMs: agent.readyMs, rssBytes, heapBytes })
       await agent.stop()
       live.delete(agent)
     }
 
+    const subjects = [
+      { key: 'agent', label: 'agent', start: (nodeArgs) => startAgent(fx, mock.url, { nodeArgs }) },
+      ...(VARIANT
+        ? [
+            {
+              key: 'variant',
+              label: `variant (${VARIANT.label})`,
+              start: (nodeArgs) =>
+                startAgent(fx, mock.url, {
+                  main: VARIANT.main,
+                  nodeArgs: [...VARIANT.nodeArgs, ...nodeArgs],
+                }),
+            },
+          ]
+        : []),
+      {
+        key: 'floor',
+        label: 'bare node:http holding the same entries',
+        start: () => startBare(bodyFile, { hold: true }),
+      },
+    ]
     const runs = []
     for (let r = 0; r < memoryRuns; r++) {
-      const snap = snapshotArgs(fx, `snap-mem-${r}`)
-      const agent = await startAgent(fx, mock.url, { nodeArgs: snap.nodeArgs })
-      live.add(agent)
-      // Past the agent's background load of the miss path (1 s after start): an idle agent.
-      await sleep(1500)
-      const idle = agent.memory().rss
-      const warm = await warmUp(agent)
-      if (warm.errors > 0) {
-        throw new Error(`warming ${ENTRIES} entries: ${JSON.stringify(warm.statuses)}`)
+      for (let k = 0; k < subjects.length; k++) {
+        const subject = subjects[(k + r) % subjects.length]
+        const snap =
+          subject.key === 'floor' ? undefined : snapshotArgs(fx, `snap-${subject.key}-${r}`)
+        const srv = await subject.start(snap?.nodeArgs ?? [])
+        live.add(srv)
+        // Past the agent's background warm-up of its miss path (1 s after start): idle.
+        await sleep(1500)
+        const idleRss = srv.memory().rss
+        const warm = await runHerdClient(fx.dir, {
+          port: srv.port,
+          hostHeader: srv.hostHeader ?? `127.0.0.1:${srv.port}`,
+          mode: 'pool',
+          concurrency: 16,
+          timeoutMs: 10_000,
+          requests: tokens.map((token, i) => ({ token, localAddress: podAddress(5, i) })),
+        })
+        if (warm.errors > 0) {
+          throw new Error(
+            `${subject.label}: warming ${ENTRIES} entries: ${JSON.stringify(warm.statuses)}`,
+          )
+        }
+        await sleep(2000)
+        const afterRss = srv.memory().rss
+        await sleep((laterS - 2) * 1000)
+        const laterRss = srv.memory().rss
+        const settled = r === 0 && settleS > 0 ? await settle(srv, settleS) : undefined
+        const load = await runLoad({
+          url: srv.url,
+          token: tokens[0],
+          connections: 32,
+          durationS: loadS,
+          watchPids: [srv.pid],
+        })
+        const run = {
+          subject: subject.key,
+          run: r,
+          idleRss,
+          afterRss,
+          laterRss,
+          settledRss: settled?.rss ?? NaN,
+          settledAfterS: settled?.lastDropS ?? NaN,
+          loadRss: load.rss[srv.pid],
+          hwm: srv.memory().hwm,
+          warmMs: warm.completionMs,
+        }
+        if (snap !== undefined) {
+          const text = await srv.metrics()
+          run.cacheEntries = metricValue(text, 'pod_identity_cache_entries')
+          run.heapWithEntries = await liveHeap(srv, snap.dir)
+        }
+        runs.push(run)
+        await srv.stop()
+        live.delete(srv)
       }
-      await sleep(full ? 2000 : 500)
-      const withEntries = agent.memory().rss
-      const before = await agent.metrics()
-      const entries = metricValue(before, 'pod_identity_cache_entries')
-      const heapTotal = metricValue(before, 'nodejs_heap_size_total_bytes')
-      const external = metricValue(before, 'nodejs_external_memory_bytes')
-      // The trimmer's reading in every full run and in the short run's first; the memory
-      // reducer's settled reading in the first run only.
-      const timeline =
-        full || r === 0
-          ? await idleTimeline(agent, withEntries, {
-              trimS: TRIM_WAIT_S,
-              settleS: r === 0 ? settleMaxS : 0,
-            })
-          : undefined
-      const load = await runLoad({
-        url: agent.url,
-        token: tokens[0],
-        connections: 32,
-        durationS: loadS,
-        watchPids: [agent.pid],
-      })
-      const hwm = agent.memory().hwm
-      if (r === 0) writeFileSync(bodyFile, (await fetchCredentials(agent, tokens[0])).body)
-      const heapWithEntries = await liveHeap(agent, snap.dir)
-      runs.push({
-        heapWithEntries,
-        heapTotal,
-        external,
-        idleRss: idle,
-        entriesRss: withEntries,
-        trimmedRss: timeline?.trimmedRss ?? NaN,
-        trimmedAfterS: timeline?.trimmedAfterS ?? NaN,
-        settledRss: timeline?.settledRss ?? NaN,
-        settledAfterS: timeline?.settledAfterS ?? NaN,
-        loadRss: load.rss[agent.pid],
-        hwm,
-        cacheEntries: entries,
-        bytesPerEntryRss: (withEntries - idle) / ENTRIES,
-        warmMs: warm.completionMs,
-        loadRps: load.rps,
-      })
-      await agent.stop()
-      live.delete(agent)
-
-      // The floor: node:http holding the same entries, read at the same times.
-      const bare = await startBare(bodyFile, { hold: true })
-      live.add(bare)
-      await sleep(1500)
-      const bareIdle = bare.memory().rss
-      const bareWarm = await warmUp(bare)
-      if (bareWarm.errors > 0) throw new Error(`warming the bare floor: ${bareWarm.errors} errors`)
-      await sleep(full ? 2000 : 500)
-      const bareEntries = bare.memory().rss
-      const floorSettleS = r === 0 ? Math.min(settleMaxS, FLOOR_SETTLE_MAX_S) : 0
-      const floorTimeline = full
-        ? await idleTimeline(bare, bareEntries, {
-            trimS: FLOOR_LATER_S,
-            settleS: Math.max(floorSettleS, FLOOR_LATER_S),
-          })
-        : undefined
-      Object.assign(runs.at(-1), {
-        floorIdleRss: bareIdle,
-        floorEntriesRss: bareEntries,
-        floorSettledRss: floorSettleS > 0 ? (floorTimeline?.settledRss ?? NaN) : NaN,
-        floorLaterRss:
-          floorTimeline !== undefined && floorSettleS === 0 ? floorTimeline.settledRss : NaN,
-      })
-      await bare.stop()
-      live.delete(bare)
     }
 
     const m = (list, f) => median(list.map((x) => x[f]))
+    const of = (key) => runs.filter((x) => x.subject === key)
+    const fields = ['idleRss', 'afterRss', 'laterRss', 'settledRss', 'loadRss', 'hwm']
     const summary = {
       readyMs: m(startup, 'readyMs'),
       readyMsMax: Math.max(...startup.map((x) => x.readyMs)),
       startRss: m(startup, 'rssBytes'),
-      idleRss: m(runs, 'idleRss'),
-      entriesRss: m(runs, 'entriesRss'),
-      trimmedRss: m(runs, 'trimmedRss'),
-      trimmedAfterS: m(runs, 'trimmedAfterS'),
-      trimmedRuns: runs.filter((x) => Number.isFinite(x.trimmedRss)).length,
-      timelineRuns: full ? runs.length : 1,
-      settledRss: m(runs, 'settledRss'),
-      settledAfterS: m(runs, 'settledAfterS'),
-      loadRss: m(runs, 'loadRss'),
-      hwm: m(runs, 'hwm'),
-      cacheEntries: m(runs, 'cacheEntries'),
-      bytesPerEntryRss: m(runs, 'bytesPerEntryRss'),
       idleHeap: m(startup, 'heapBytes'),
-      entriesHeap: m(runs, 'heapWithEntries'),
-      heapTotal: m(runs, 'heapTotal'),
-      external: m(runs, 'external'),
+      entriesHeap: m(of('agent'), 'heapWithEntries'),
+      cacheEntries: m(of('agent'), 'cacheEntries'),
       tokenBytes: tokens[0].length,
-      floorIdleRss: m(runs, 'floorIdleRss'),
-      floorEntriesRss: m(runs, 'floorEntriesRss'),
-      floorLaterRss: m(runs, 'floorLaterRss'),
-      floorSettledRss: m(runs, 'floorSettledRss'),
+    }
+    for (const s of subjects) {
+      summary[s.key] = Object.fromEntries(fields.map((f) => [f, m(of(s.key), f)]))
     }
     summary.bytesPerEntryHeap = (summary.entriesHeap - summary.idleHeap) / ENTRIES
+    /** The agent's (or variant's) reading over the floor's, run by run; the median of those. */
+    const overFloor = (key, f) =>
+      median(
+        of(key).map(
+          (x) => x[f] / (runs.find((y) => y.subject === 'floor' && y.run === x.run)?.[f] ?? NaN),
+        ),
+      )
+    const ratios = Object.fromEntries(
+      subjects
+        .filter((s) => s.key !== 'floor')
+        .map((s) => [
+          s.key,
+          { later: overFloor(s.key, 'laterRss'), load: overFloor(s.key, 'loadRss') },
+        ]),
+    )
+
     printTable(
-      `Memory and start-up (start-up: median of ${startups}; memory: median of ${memoryRuns})`,
+      `Start-up (median of ${startups})`,
       ['measure', 'value'],
       [
         [
           'spawn -> /readyz 200 (ms)',
           `${fmt(summary.readyMs, 1)} (max ${fmt(summary.readyMsMax, 1)})`,
         ],
-        ['RSS at /readyz 200, before the miss path loads (MiB)', fmt(summary.startRss / MiB, 1)],
-        ['RSS idle 1.5 s after start, miss path loaded (MiB)', fmt(summary.idleRss / MiB, 1)],
-        [
-          `RSS with ${ENTRIES} entries, ${full ? 2 : 0.5} s after the warm-up (MiB)`,
-          fmt(summary.entriesRss / MiB, 1),
-        ],
-        [
-          `RSS with ${ENTRIES} entries once the idle trimmer ran (MiB; s after warm-up)`,
-          summary.trimmedRuns > 0
-            ? `${fmt(summary.trimmedRss / MiB, 1)} (${fmt(summary.trimmedAfterS)} s; ` +
-              `${summary.trimmedRuns} of ${summary.timelineRuns} runs within ${TRIM_WAIT_S} s)`
-            : `not within ${TRIM_WAIT_S} s (${summary.timelineRuns} runs)`,
-        ],
-        [
-          `RSS with ${ENTRIES} entries, settled idle (MiB; first run, last drop s after warm-up)`,
-          Number.isFinite(summary.settledRss)
-            ? `${fmt(summary.settledRss / MiB, 1)} (${fmt(summary.settledAfterS)} s of ${settleMaxS})`
-            : 'not measured (BENCH_MEMORY_SETTLE_S)',
-        ],
-        [`RSS with ${ENTRIES} entries, under load -c32 (MiB)`, fmt(summary.loadRss / MiB, 1)],
-        ['peak RSS, VmHWM (MiB)', fmt(summary.hwm / MiB, 1)],
-        ['bytes per entry (RSS delta)', fmt(summary.bytesPerEntryRss)],
+        ['RSS at /readyz 200 (MiB)', fmt(summary.startRss / MiB, 1)],
         [
           'live V8 heap idle / with entries (MiB)',
           `${fmt(summary.idleHeap / MiB, 1)} / ${fmt(summary.entriesHeap / MiB, 1)}`,
         ],
         ['bytes per entry (live V8 heap delta)', fmt(summary.bytesPerEntryHeap)],
         [
-          `V8 heap committed / external with ${ENTRIES} entries (MiB)`,
-          `${fmt(summary.heapTotal / MiB, 1)} / ${fmt(summary.external / MiB, 1)}`,
+          'cache entries (gauge) / token size (bytes)',
+          `${fmt(summary.cacheEntries)} / ${fmt(summary.tokenBytes)}`,
         ],
-        ['cache entries (gauge)', fmt(summary.cacheEntries)],
-        ['token size (bytes)', fmt(summary.tokenBytes)],
       ],
     )
+    const mib = (v) => fmt(v / MiB, 1)
     printTable(
-      `The floor: a bare node:http server holding the same ${ENTRIES} entries (token, body, headers), same environment and warm-up; median of ${memoryRuns}`,
-      ['measure', 'bare node:http', 'agent'],
+      `Memory with ${ENTRIES} entries (RSS MiB, median of ${memoryRuns} runs, subjects rotated)`,
+      ['reading', ...subjects.map((s) => s.label)],
       [
+        ['idle, before the warm-up', ...subjects.map((s) => mib(summary[s.key].idleRss))],
+        ['2 s after the warm-up', ...subjects.map((s) => mib(summary[s.key].afterRss))],
+        [`${laterS} s after the warm-up`, ...subjects.map((s) => mib(summary[s.key].laterRss))],
         [
-          'RSS idle before the warm-up (MiB)',
-          fmt(summary.floorIdleRss / MiB, 1),
-          fmt(summary.idleRss / MiB, 1),
+          `settled (first run, ${settleS} s; BENCH_MEMORY_SETTLE_S)`,
+          ...subjects.map((s) => mib(summary[s.key].settledRss)),
         ],
-        [
-          `RSS with ${ENTRIES} entries, ${full ? 2 : 0.5} s after the warm-up (MiB)`,
-          fmt(summary.floorEntriesRss / MiB, 1),
-          fmt(summary.entriesRss / MiB, 1),
-        ],
-        [
-          `RSS with ${ENTRIES} entries, ${FLOOR_LATER_S} s after (MiB; agent: once trimmed)`,
-          fmt(summary.floorLaterRss / MiB, 1),
-          fmt(summary.trimmedRss / MiB, 1),
-        ],
-        [
-          `RSS with ${ENTRIES} entries, settled idle (MiB; first run; bare: last of ${FLOOR_SETTLE_MAX_S} s at most)`,
-          fmt(summary.floorSettledRss / MiB, 1),
-          fmt(summary.settledRss / MiB, 1),
-        ],
+        [`under -c32 load, ${loadS} s`, ...subjects.map((s) => mib(summary[s.key].loadRss))],
+        ['peak (VmHWM)', ...subjects.map((s) => mib(summary[s.key].hwm))],
       ],
     )
-    const targets = [
-      {
-        target: `RSS <= 70 MiB with ${ENTRIES} entries (MiB, idle)`,
-        value: summary.entriesRss / MiB,
-        ok: summary.entriesRss <= 70 * MiB,
-      },
-      {
-        target: `RSS <= 70 MiB with ${ENTRIES} entries (MiB, idle after the trimmer)`,
-        value: summary.trimmedRss / MiB,
-        ok: summary.trimmedRss <= 70 * MiB,
-      },
-      ...(Number.isFinite(summary.settledRss)
-        ? [
-            {
-              target: `RSS <= 70 MiB with ${ENTRIES} entries (MiB, settled idle, first run)`,
-              value: summary.settledRss / MiB,
-              ok: summary.settledRss <= 70 * MiB,
-            },
-          ]
-        : []),
-      {
-        target: `RSS <= 70 MiB with ${ENTRIES} entries (MiB, under load)`,
-        value: summary.loadRss / MiB,
-        ok: summary.loadRss <= 70 * MiB,
-      },
-      ...(Number.isFinite(summary.floorSettledRss)
-        ? [
-            {
-              target: `bare node:http holding the same ${ENTRIES} entries, settled (MiB; report only)`,
-              value: summary.floorSettledRss / MiB,
-              ok: true,
-              verdict: 'info',
-            },
-          ]
-        : []),
-      {
-        target: 'ready within 500 ms of spawn (ms, median)',
-        value: summary.readyMs,
-        ok: summary.readyMs <= 500,
-      },
-    ]
+    const targets = []
+    for (const s of subjects.filter((x) => x.key !== 'floor')) {
+      const name = s.key === 'agent' ? 'RSS' : `${s.label}: RSS`
+      targets.push(
+        {
+          target: `${name} with ${ENTRIES} entries, ${laterS} s after, within 15 % of the floor (ratio)`,
+          value: ratios[s.key].later,
+          ok: ratios[s.key].later <= 1.15,
+        },
+        {
+          target: `${name} with ${ENTRIES} entries under -c32 load within 15 % of the floor (ratio)`,
+          value: ratios[s.key].load,
+          ok: ratios[s.key].load <= 1.15,
+        },
+      )
+    }
+    targets.push({
+      target: 'ready within 500 ms of spawn (ms, median)',
+      value: summary.readyMs,
+      ok: summary.readyMs <= 500,
+    })
     for (const t of targets) t.verdict ??= verdict(t.ok)
-    console.log(`results: ${writeResults('memory', { summary, startup, runs, targets })}`)
+    console.log(`results: ${writeResults('memory', { summary, ratios, startup, runs, targets })}`)
     return targets
   } finally {
     for (const a of live) await a.stop()

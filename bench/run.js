@@ -1,17 +1,24 @@
-// Benchmark entry: `npm run bench` (short, < 2 min), `BENCH_FULL=1 npm run bench` (longer),
-// `node bench/run.js hot|herd|boot|memory ...` for some workloads only (after npm run build).
+// Benchmark entry: `npm run bench` (short), `BENCH_FULL=1 npm run bench` (longer),
+// `node bench/run.js hot|herd|boot|memory|cache ...` for some workloads only (after npm run build).
 // Prints tables, writes bench/results/<workload>.json and bench/results/summary.json.
 
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { hotPath } from './hot-path.js'
-import { instructionsPerHit } from './instructions.js'
 import { bootHerd, sameTokenHerd } from './herd.js'
+import { cacheMicro } from './cache.js'
 import { memoryAndStartup } from './memory.js'
 import { mixedLoad } from './mixed.js'
 import { loadGenerator } from './lib/load.js'
-import { AGENT_IMAGE_ENV, ROOT, createFixtures, scratchDir } from './lib/servers.js'
+import {
+  AGENT_IMAGE_ENV,
+  AGENT_IMAGE_NODE_ARGS,
+  ROOT,
+  VARIANT,
+  createFixtures,
+  scratchDir,
+} from './lib/servers.js'
 import { fmt, printTable, writeResults } from './lib/report.js'
 
 const WORKLOADS = {
@@ -20,7 +27,7 @@ const WORKLOADS = {
   boot: bootHerd,
   mixed: mixedLoad,
   memory: memoryAndStartup,
-  instructions: instructionsPerHit,
+  cache: cacheMicro,
 }
 
 const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all] ...
@@ -29,11 +36,14 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
   boot    node boot herd: 250 pods at once, upstream 50 ms; then a mock throttling at 20/s,
           250 pods with the real SDK provider (its retries, the app asking again)
   mixed   250 warm pods polling (~1 s each) while 250 new pods arrive at once: warm-pod latency
-  memory  RSS idle / with 2000 entries / under load, bytes per entry, start-up to /readyz
-  instructions  instructions per hit under valgrind: agent -v info / -v trace vs bare node:http
-          (not in the short run of all workloads; BENCH_FULL=1 or name it)
+  memory  RSS idle / with 2000 entries / under load against bare node:http holding the same
+          entries, bytes per entry, start-up to /readyz
+  cache   credential cache in process, ns/op: hit (vs a plain Map.get), miss, coalesced miss,
+          renewal sweep; V8 heap bytes per entry (npm run bench:cache)
 env: BENCH_FULL=1 longer runs; BENCH_LOADGEN=autocannon to skip wrk; BENCH_IMAGE_ENV=0 runs
-     the agent without the Dockerfile's ENV (glibc malloc defaults)`
+     the agent without the Dockerfile's ENV and ENTRYPOINT node flags; BENCH_AGENT_NODE_ARGS
+     node flags for the agent; BENCH_VARIANT_MAIN / BENCH_VARIANT_NODE_ARGS a second agent
+     (another build, other flags) measured beside it in hot and memory (bench/README.md)`
 
 async function main() {
   const args = process.argv.slice(2)
@@ -42,12 +52,7 @@ async function main() {
     return 0
   }
   const full = process.env.BENCH_FULL === '1'
-  // The short run (npm run bench, under 2 minutes) leaves out the valgrind workload (about 3
-  // minutes on its own): name it, or use BENCH_FULL=1.
-  const names =
-    args.length === 0 || args.includes('all')
-      ? Object.keys(WORKLOADS).filter((n) => full || n !== 'instructions')
-      : args
+  const names = args.length === 0 || args.includes('all') ? Object.keys(WORKLOADS) : args
   for (const n of names) {
     if (!(n in WORKLOADS)) {
       console.error(`unknown workload "${n}"\n${USAGE}`)
@@ -62,11 +67,15 @@ async function main() {
     `pod-identity-agent benchmarks (${full ? 'full' : 'short'}; load generator ${loadGenerator()}; ` +
       `${names.join(', ')})`,
   )
-  const agentEnv = Object.entries(AGENT_IMAGE_ENV).map(([k, v]) => `${k}=${v}`)
+  const agentEnv = [
+    ...Object.entries(AGENT_IMAGE_ENV).map(([k, v]) => `${k}=${v}`),
+    ...AGENT_IMAGE_NODE_ARGS,
+  ]
   console.log(
-    `node ${process.version}; agent environment from the Dockerfile: ` +
-      (agentEnv.length > 0 ? agentEnv.join(' ') : 'none (BENCH_IMAGE_ENV=0)'),
+    `node ${process.version}; the agent as the Dockerfile runs it: ` +
+      (agentEnv.length > 0 ? agentEnv.join(' ') : 'defaults (BENCH_IMAGE_ENV=0)'),
   )
+  if (VARIANT) console.log(`variant measured beside the agent: ${VARIANT.label}`)
   const t0 = performance.now()
   const fx = await createFixtures(scratchDir())
   const all = []
@@ -86,6 +95,8 @@ async function main() {
     {
       node: process.version,
       agentEnv: AGENT_IMAGE_ENV,
+      agentNodeArgs: AGENT_IMAGE_NODE_ARGS,
+      variant: VARIANT,
       targets: all,
     },
   )

@@ -20,8 +20,8 @@ import { VERSION } from './version.js'
 
 /**
  * When the source warms up (loads undici, the signer and the node's credentials), ms after the
- * listeners are up: after the first readiness probes, which should not wait for about 130 ms of
- * module loading, and before most first misses.
+ * listeners are up: after the first readiness probes, which should not wait for that module
+ * loading, and before most first misses.
  */
 const WARM_UP_DELAY_MS = 1000
 

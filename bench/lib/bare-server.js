@@ -2,20 +2,17 @@
 // bytes the agent sends on a cache hit (same body, same Content-Type and Content-Length).
 // With `hold`, it also keeps what the agent's cache keeps per pod and nothing else: for each
 // distinct Authorization header, the token and its own copy of the body and headers (the memory
-// benchmark's floor: node:http holding the same entries). It then compiles without Maglev, as the
-// agent does (src/util/v8-memory.ts): on Node 24.21 its compile zones cost a bare server 6 to 9 MiB.
+// benchmark's floor: node:http holding the same entries).
 // Usage: node bench/lib/bare-server.js PORT BODYFILE [hold]
 
 import { readFileSync } from 'node:fs'
-import { setFlagsFromString } from 'node:v8'
-import { createServer } from './node-http.js'
+import { createServer } from 'node:http'
 
 const [port, bodyFile, mode] = process.argv.slice(2)
 if (!port || !bodyFile || (mode !== undefined && mode !== 'hold')) {
   console.error('usage: node bench/lib/bare-server.js PORT BODYFILE [hold]')
   process.exit(2)
 }
-if (mode === 'hold') setFlagsFromString('--no-maglev')
 const body = readFileSync(bodyFile)
 const headers = ['Content-Type', 'application/json', 'Content-Length', String(body.length)]
 

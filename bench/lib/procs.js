@@ -4,7 +4,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { request } from './node-http.js'
+import { request } from 'node:http'
 
 const children = new Set()
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
-import { imageEnv } from './image-env.js'
+import { imageEnv, imageNodeArgs } from './image-env.js'
 import {
   freePort,
   httpJson,
@@ -38,18 +38,42 @@ function nodeCommand(wrap, args) {
     : [wrap[0], [...wrap.slice(1), process.execPath, ...args]]
 }
 
+const words = (text) => (text ?? '').split(/\s+/).filter(Boolean)
+
 /**
  * Extra node flags for every agent a benchmark starts (not the bare baseline, not the mock), e.g.
  * BENCH_AGENT_NODE_ARGS='--max-semi-space-size=2' to measure a V8 setting's cost and gain.
  */
-const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+const AGENT_NODE_ARGS = words(process.env.BENCH_AGENT_NODE_ARGS)
 
 /**
- * The environment the container image gives the agent (the Dockerfile's last-stage `ENV`: glibc
- * malloc settings, NODE_ENV), for every agent a benchmark starts; not for the bare baseline, which
- * is a plain node process. BENCH_IMAGE_ENV=0 runs the agent without it (glibc's defaults).
+ * A second agent that the hot-path and memory workloads measure beside the agent, interleaved in
+ * the same run, for an A/B: another build (BENCH_VARIANT_MAIN=path/to/dist/main.js) and/or other
+ * node flags (BENCH_VARIANT_NODE_ARGS='--no-maglev'). Undefined when neither is set.
  */
-export const AGENT_IMAGE_ENV = process.env.BENCH_IMAGE_ENV === '0' ? {} : imageEnv()
+export const VARIANT =
+  process.env.BENCH_VARIANT_MAIN === undefined && process.env.BENCH_VARIANT_NODE_ARGS === undefined
+    ? undefined
+    : {
+        main: process.env.BENCH_VARIANT_MAIN ?? MAIN,
+        nodeArgs: words(process.env.BENCH_VARIANT_NODE_ARGS),
+        label: [
+          process.env.BENCH_VARIANT_MAIN !== undefined ? 'other build' : '',
+          process.env.BENCH_VARIANT_NODE_ARGS ?? '',
+        ]
+          .filter(Boolean)
+          .join(', '),
+      }
+
+/**
+ * How the container image runs the agent (the Dockerfile's last-stage `ENV`: glibc malloc
+ * settings, NODE_ENV; and its ENTRYPOINT's node flags), for every agent a benchmark starts and for
+ * the memory floor; not for the hot path's bare baseline, which is a plain node process.
+ * BENCH_IMAGE_ENV=0 runs them without it (glibc's and V8's defaults).
+ */
+const withImage = process.env.BENCH_IMAGE_ENV !== '0'
+export const AGENT_IMAGE_ENV = withImage ? imageEnv() : {}
+export const AGENT_IMAGE_NODE_ARGS = withImage ? imageNodeArgs() : []
 
 /** Environment for children: ours, without the caller's AWS settings or proxies. */
 function childEnv(extra = {}) {
@@ -146,8 +170,8 @@ export async function startMock(fx, faults = {}) {
 }
 
 /**
- * Start the agent (`server`) against a mock; logs go to a file (as a container runtime would
- * take them), never through this process. Resolves once /readyz answers 200, with readyMs = ms
+ * Start the agent (`server`; `main`: another build's dist/main.js) against a mock; logs go to a
+ * file (as a container runtime would take them), never through this process. Resolves once /readyz answers 200, with readyMs = ms
  * from spawn() to that answer (polled every 2 ms).
  * wrap: a command prefix node runs under (see nodeCommand), with readyTimeoutMs, pollMs and
  * stopGraceMs (SIGTERM to SIGKILL) to match its pace.
@@ -156,6 +180,7 @@ export async function startAgent(
   fx,
   mockUrl,
   {
+    main = MAIN,
     verbosity = 'info',
     args = [],
     nodeArgs = [],
@@ -174,9 +199,10 @@ export async function startAgent(
   try {
     child = spawnTracked(
       ...nodeCommand(wrap, [
+        ...AGENT_IMAGE_NODE_ARGS,
         ...AGENT_NODE_ARGS,
         ...nodeArgs,
-        MAIN,
+        main,
         'server',
         '-c',
         CLUSTER,
@@ -246,7 +272,8 @@ export async function startAgent(
     hostHeader: `127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}/v1/credentials`,
     memory: () => memoryOf(child.pid),
-    metrics: async () => (await httpRequest(`http://127.0.0.1:${metricsPort}/metrics`)).body,
+    metrics: async (timeoutMs = 2000) =>
+      (await httpRequest(`http://127.0.0.1:${metricsPort}/metrics`, { timeoutMs })).body,
     stop: () => stopChild(child, stopGraceMs),
   }
 }
@@ -276,15 +303,22 @@ export function fetchCredentials(agent, token) {
 /**
  * The bare node:http baseline sending bodyFile's bytes; resolves once it listens. wrap,
  * readyTimeoutMs, stopGraceMs: as for startAgent. hold: it keeps a token, body and headers per
- * distinct Authorization header, as the agent's cache does, and runs in the agent's image
- * environment (the memory floor).
+ * distinct Authorization header, as the agent's cache does, and runs as the image runs the agent
+ * (environment and node flags: the memory floor).
  */
 export async function startBare(
   bodyFile,
   { nodeArgs = [], wrap = [], readyTimeoutMs = 10_000, stopGraceMs = 3000, hold = false } = {},
 ) {
   const port = await freePort()
-  const args = [...nodeArgs, BARE, String(port), bodyFile, ...(hold ? ['hold'] : [])]
+  const args = [
+    ...(hold ? AGENT_IMAGE_NODE_ARGS : []),
+    ...nodeArgs,
+    BARE,
+    String(port),
+    bodyFile,
+    ...(hold ? ['hold'] : []),
+  ]
   const child = spawnTracked(...nodeCommand(wrap, args), {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: childEnv(hold ? AGENT_IMAGE_ENV : {}),

@@ -180,9 +180,12 @@ export class CredentialCache {
     })
   }
 
-  #fetch(request: CheckedToken, reason: 'request' | 'refresh'): Flight {
+  #fetch(
+    request: CheckedToken,
+    reason: 'request' | 'refresh',
+    digest = tokenDigest(request.token),
+  ): Flight {
     const startMs = this.#clock.now()
-    const digest = tokenDigest(request.token)
     const ticket = new CallTicket()
     const promise = this.#source
       .fetch(request, { background: reason === 'refresh', ticket })
@@ -309,7 +312,7 @@ export class CredentialCache {
       this.#metrics.refreshSkipped.inc({ reason: 'rate_limited' })
       return
     }
-    this.#fetch(e.request, 'refresh').promise.then(
+    this.#fetch(e.request, 'refresh', e.digest).promise.then(
       () => this.#metrics.cacheState.inc({ state: 'hit' }),
       (err: unknown) => {
         const ae = toAgentError(err)

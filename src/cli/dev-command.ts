@@ -22,7 +22,8 @@ Flags:
   --namespace NS           namespace of the demo pod (default default)
   --service-account SA     service account of the demo pod (default demo)
   --role-arn ARN           role of the demo association (default arn:aws:iam::111122223333:role/demo-app)
-  --once                   exit after the proof instead of serving until Ctrl-C
+  --once                   exit after the proof instead of serving until Ctrl-C (the token
+                           file is kept, to inspect)
   -v, --verbosity LEVEL    agent log level (default warn)
   -h, --help               show this help`
 

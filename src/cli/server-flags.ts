@@ -135,6 +135,9 @@ export function serverUsage(): string {
     'token with EKS Auth AssumeRoleForPodIdentity. Region from AWS_REGION or AWS_DEFAULT_REGION;',
     "the agent signs with the node's own credentials (AWS default chain).",
     '',
+    'The default addresses exist only once `pod-identity-agent initialize` has created them (the',
+    'DaemonSet does). On a laptop, serve on loopback: --bind-hosts 127.0.0.1 --port 8080.',
+    '',
     'Flags (each also read from the env var shown; a flag wins over its env var):',
   ]
   for (const f of SERVER_FLAGS) {

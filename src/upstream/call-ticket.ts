@@ -5,10 +5,12 @@
 // when the call waits in a paced queue for longer than a pod would wait.
 
 import { UpstreamQueuedError } from '../errors.js'
-import type { Clock } from '../util/clock.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
 
 /** What a queue tells a ticket about the call it holds. */
 export interface QueuePlace {
+  /** Whether the call still waits to start. */
+  queued(): boolean
   /**
    * About how long until the call starts, ms: undefined once it has started, and while the queue
    * starts calls as soon as calls in flight end (it is not pacing: no wait to predict).
@@ -23,6 +25,11 @@ export class CallTicket {
   /** See QueuePlace.etaMs; undefined while no queue holds the call. */
   etaMs(): number | undefined {
     return this.#place?.etaMs()
+  }
+
+  /** Whether a queue holds the call and it has not started. */
+  queued(): boolean {
+    return this.#place?.queued() ?? false
   }
 
   /** A queue took the call; if another queue held it before, waiters look again. */
@@ -73,21 +80,25 @@ export function holdWhileQueued<T>(
     onRefused?.()
     return new UpstreamQueuedError(eta)
   }
-  const early = refusal()
-  if (early !== undefined) return Promise.reject(early)
   return new Promise<T>((resolve, reject) => {
+    // A look at the deadline, armed only while the call waits in a queue (a call that has
+    // started is simply awaited: a herd joining it costs no timers).
+    let timer: TimerHandle | undefined
     const look = (): void => {
       const err = refusal()
-      if (err === undefined) return
-      stop()
-      reject(err)
+      if (err !== undefined) {
+        stop()
+        reject(err)
+      } else if (timer === undefined && ticket.queued()) {
+        timer = clock.setTimer(look, Math.max(0, deadline - clock.now()))
+      }
     }
-    const unwatch = ticket.watch(look)
-    const timer = clock.setTimer(look, deadline - clock.now())
     const stop = (): void => {
-      timer.cancel()
+      timer?.cancel()
       unwatch()
     }
+    const unwatch = ticket.watch(look)
+    look()
     call.then(
       (value) => {
         stop()

@@ -4,8 +4,8 @@
 // 4xx, so throttling is never amplified. Messages never carry a token, key or secret.
 // Over 250 lines: request, retries and the mapping of every transport failure are one contract.
 
-// undici and the signer are imported lazily (see #load): undici alone costs 100-300 ms of start-up
-// on a small node, and the agent must be ready within 500 ms. Types only here.
+// undici and the signer are imported lazily (see #load): loading them takes a noticeable part of
+// the 500 ms the agent has to become ready (bench/README.md). Types only here.
 import type { SignatureV4 } from '@smithy/signature-v4'
 import type { Dispatcher } from 'undici'
 import { isClusterName, validateEndpointUrl } from '../config/values.js'

@@ -149,7 +149,10 @@ export class UpstreamGate {
       return { promise, job }
     }
     ;(opts.background ? this.#background : this.#requests).push(job as AnyJob)
-    opts.ticket?.place({ etaMs: () => this.#waitMs(job as AnyJob) })
+    opts.ticket?.place({
+      queued: () => !job.started,
+      etaMs: () => this.#waitMs(job as AnyJob),
+    })
     this.#pump()
     return { promise, job }
   }

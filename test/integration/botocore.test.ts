@@ -1,38 +1,9 @@
 // botocore's ContainerProvider (what boto3 and the AWS CLI use) against the real agent.
 
-import { execFile } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { botocore } from '../helpers/botocore.js'
 import type { Harness } from '../helpers/harness.js'
 import { startHarness } from '../helpers/harness.js'
-
-const SCRIPT = fileURLToPath(new URL('../helpers/botocore_fetch.py', import.meta.url))
-
-function botocore(url: string, tokenFile: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'python3',
-      [SCRIPT],
-      {
-        env: {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          AWS_CONTAINER_CREDENTIALS_FULL_URI: url,
-          AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile,
-        },
-        timeout: 20_000,
-      },
-      (err, stdout, stderr) => {
-        const line = stdout.trim().split('\n').pop() ?? ''
-        try {
-          resolve(JSON.parse(line) as Record<string, unknown>)
-        } catch {
-          reject(new Error(`botocore script failed: ${err?.message ?? ''} ${stderr}`))
-        }
-      },
-    )
-  })
-}
 
 describe('botocore ContainerProvider', () => {
   let h: Harness

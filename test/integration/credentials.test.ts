@@ -6,24 +6,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Harness } from '../helpers/harness.js'
 import { NODE_KEY, metricValue, rawGet, startHarness } from '../helpers/harness.js'
 
-const allLogs: string[] = []
-const allBodies: string[] = []
-const allMetrics: string[] = []
-const allSecrets = new Set<string>()
-
-async function collect(h: Harness): Promise<void> {
-  allLogs.push(...h.logs)
-  allMetrics.push(await h.metricsText())
-  for (const s of h.secrets) allSecrets.add(s)
-}
-
 describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
   let h: Harness
   beforeAll(async () => {
     h = await startHarness()
   })
   afterAll(async () => {
-    await collect(h)
     await h.close()
   })
   afterEach(() => {
@@ -45,7 +33,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
 
     // The raw body: exact key order, AccountId from the assumed-role ARN, Expiration ending in Z.
     const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
-    allBodies.push(res.body)
     expect(res.status).toBe(200)
     expect(res.headers['content-type']).toBe('application/json')
     const body = JSON.parse(res.body) as Record<string, string>
@@ -142,7 +129,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
         host: `127.0.0.1:${h.port}`,
         ...(token === '' ? {} : { authorization: token as string }),
       })
-      allBodies.push(res.body)
       expect(res.status).toBe(400)
       expect(res.headers['content-type']).toBe('application/json')
       const body = JSON.parse(res.body) as { Code: string; Message: string }
@@ -157,7 +143,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
     const err = (await h.sdkFetch(await h.tokenFile(expired)).catch((e: unknown) => e)) as Error
     expect(err.message).toContain('400')
     const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: expired })
-    allBodies.push(res.body)
     expect(res.status).toBe(400)
     expect(JSON.parse(res.body)).toEqual({
       Code: 'InvalidTokenClaims',
@@ -169,7 +154,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
   it('foreign Host -> 403 with the reference message; X-Forwarded-For -> 403', async () => {
     const token = await h.mint()
     const res = await rawGet(h.url, { host: 'evil.example.com', authorization: token })
-    allBodies.push(res.body)
     expect(res.status).toBe(403)
     expect(JSON.parse(res.body)).toEqual({
       Code: 'AccessDenied',
@@ -191,7 +175,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
     const err = (await h.sdkFetch(await h.tokenFile(token)).catch((e: unknown) => e)) as Error
     expect(err.message).toContain('404')
     const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
-    allBodies.push(res.body)
     expect(res.status).toBe(404)
     const body = JSON.parse(res.body) as { Code: string; Message: string }
     expect(body.Code).toBe('ResourceNotFoundException')
@@ -207,7 +190,6 @@ describe('GET /v1/credentials through the AWS SDK (fromHttp)', () => {
       host: `127.0.0.1:${h.port}`,
       authorization: await h.mint({ podName: 'five' }),
     })
-    allBodies.push(res.body)
     expect(res.status).toBe(503)
     expect((JSON.parse(res.body) as { Code: string }).Code).toBe('ServiceUnavailableException')
     expect(res.headers['retry-after']).toBe('1')
@@ -280,11 +262,9 @@ describe('upstream failures', () => {
         host: `127.0.0.1:${h.port}`,
         authorization: await h.mint({ podName: 'new' }),
       })
-      allBodies.push(res.body)
       expect(res.status).toBe(502)
       expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamUnreachable')
     } finally {
-      await collect(h)
       await h.close()
     }
   })
@@ -296,7 +276,6 @@ describe('upstream failures', () => {
       await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'first' }))) // the only token
       const token = await h.mint({ podName: 'throttled' })
       const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
-      allBodies.push(res.body)
       expect(res.status).toBe(503)
       expect(res.headers['content-type']).toBe('application/json')
       expect(res.headers['retry-after']).toBe('1')
@@ -315,7 +294,6 @@ describe('upstream failures', () => {
       expect(metricValue(text, 'pod_identity_upstream_queue_length')).toBe(0)
       expect(metricValue(text, 'pod_identity_http_response{code="429"}') ?? 0).toBe(0)
     } finally {
-      await collect(h)
       await h.close()
     }
   })
@@ -342,7 +320,6 @@ describe('upstream failures', () => {
       expect(metricValue(text, 'pod_identity_http_response{code="503"}') ?? 0).toBe(0)
       expect(metricValue(text, 'pod_identity_upstream_queue_rejections_total')).toBe(0)
     } finally {
-      await collect(h)
       await h.close()
     }
   })
@@ -355,12 +332,10 @@ describe('upstream failures', () => {
         host: `127.0.0.1:${h.port}`,
         authorization: await h.mint(),
       })
-      allBodies.push(res.body)
       expect(res.status).toBe(504)
       expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamTimeout')
       expect(Date.now() - started).toBeLessThan(4000)
     } finally {
-      await collect(h)
       await h.close()
     }
   })
@@ -392,7 +367,6 @@ describe('upstream failures', () => {
         (e: unknown) => e as Error & { Code?: string; Message?: string },
       )
       const res = await rawGet(h.url, { host: `127.0.0.1:${h.port}`, authorization: token })
-      allBodies.push(res.body)
       expect(res.status).toBe(400)
       expect(JSON.parse(res.body)).toMatchObject({ Code: 'InvalidTokenException' })
       expect(res.body).toContain('Invalid token in {\\"token\\":\\"[redacted]\\"}')
@@ -414,7 +388,6 @@ describe('upstream failures', () => {
         }
       }
     } finally {
-      await collect(h)
       await h.close()
       await new Promise((r) => echo.close(r))
     }
@@ -427,40 +400,73 @@ describe('upstream failures', () => {
         host: `127.0.0.1:${h.port}`,
         authorization: await h.mint(),
       })
-      allBodies.push(res.body)
       expect(res.status).toBe(502)
       expect((JSON.parse(res.body) as { Code: string }).Code).toBe('UpstreamUnreachable')
     } finally {
-      await collect(h)
       await h.close()
     }
   })
 })
 
 describe('secrets never leak', () => {
-  it('no token, secret key or session token in any log line, metric or error body', () => {
-    expect(allLogs.length).toBeGreaterThan(20)
-    expect(allSecrets.size).toBeGreaterThan(10)
-    const haystacks = [...allLogs, ...allMetrics, ...allBodies.filter((b) => b.includes('"Code"'))]
-    for (const secret of allSecrets) {
-      for (const text of haystacks) {
-        if (text.includes(secret)) throw new Error(`secret leaked into: ${text.slice(0, 200)}`)
-      }
-    }
-    // the credential ids and digests are logged, so operators can correlate without secrets
-    expect(allLogs.some((l) => l.includes('"tokenDigest"'))).toBe(true)
-    // every line is one JSON object, the pre-serialised trace lines of cache hits included
-    const parsed = allLogs.map((l) => JSON.parse(l) as Record<string, unknown>)
-    for (const kind of ['hit', 'miss']) {
-      const line = parsed.find((l) => l.event === 'served' && l.cache === kind)
-      expect(line).toMatchObject({
-        level: 'trace',
-        namespace: 'default',
-        serviceAccount: 'app',
-        msg: 'served credentials',
+  it('no token, secret key or session token in any log line, metric or error body', async () => {
+    const h = await startHarness()
+    const bodies: string[] = []
+    const get = async (authorization?: string): Promise<number> => {
+      const res = await rawGet(h.url, {
+        host: `127.0.0.1:${h.port}`,
+        ...(authorization === undefined ? {} : { authorization }),
       })
-      expect(line?.tokenDigest).toMatch(/^[0-9a-f]{12}$/)
-      expect(new Date(line?.time as string).toISOString()).toBe(line?.time)
+      bodies.push(res.body)
+      return res.status
+    }
+    try {
+      // Every path a request can take: miss, hit, local refusals, upstream refusals and failures.
+      const token = await h.mint({ podName: 'leak-check' })
+      await h.sdkFetch(await h.tokenFile(token))
+      expect(await get(token)).toBe(200)
+      expect(await get()).toBe(400)
+      expect(await get('not-a-jwt')).toBe(400)
+      expect(
+        await get(await h.mint({ nowMs: Date.now() - 7_200_000, expiresInSeconds: 3600 })),
+      ).toBe(400)
+      expect(await get(await h.mint({ namespace: 'nobody', serviceAccount: 'nothing' }))).toBe(404)
+      h.mock.setFaults({ errorRate: 1, errorStatus: 503 })
+      expect(await get(await h.mint({ podName: 'five' }))).toBe(503)
+      await h.mock.stop()
+      expect(await get(await h.mint({ podName: 'down' }))).toBe(502)
+
+      const logs = h.logs
+      // the check below must see real lines: start-up, fetches, failures, and trace lines
+      expect(logs.length).toBeGreaterThanOrEqual(10)
+      expect(h.secrets.size).toBeGreaterThan(8)
+      const haystacks = [
+        ...logs,
+        await h.metricsText(),
+        ...bodies.filter((b) => b.includes('"Code"')),
+      ]
+      for (const secret of h.secrets) {
+        for (const text of haystacks) {
+          if (text.includes(secret)) throw new Error(`secret leaked into: ${text.slice(0, 200)}`)
+        }
+      }
+      // the credential ids and digests are logged, so operators can correlate without secrets
+      expect(logs.some((l) => l.includes('"tokenDigest"'))).toBe(true)
+      // every line is one JSON object, the pre-serialised trace lines of cache hits included
+      const parsed = logs.map((l) => JSON.parse(l) as Record<string, unknown>)
+      for (const kind of ['hit', 'miss']) {
+        const line = parsed.find((l) => l.event === 'served' && l.cache === kind)
+        expect(line).toMatchObject({
+          level: 'trace',
+          namespace: 'default',
+          serviceAccount: 'app',
+          msg: 'served credentials',
+        })
+        expect(line?.tokenDigest).toMatch(/^[0-9a-f]{12}$/)
+        expect(new Date(line?.time as string).toISOString()).toBe(line?.time)
+      }
+    } finally {
+      await h.close()
     }
   })
 })

@@ -1,12 +1,18 @@
-// The container image's environment (the Dockerfile's last-stage ENV, which the benchmarks also
-// give the agent): how it is read from the Dockerfile, and that glibc reads its malloc settings
-// as the values meant. What they save is measured in bench/, not here.
+// How the container image runs the agent (the Dockerfile's last-stage ENV and ENTRYPOINT node
+// flags, which the benchmarks also give the agent): how they are read from the Dockerfile, that
+// node starts with them, and that glibc reads the malloc settings as the values meant. What they
+// buy is measured in bench/, not here.
 
 import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { imageEnv, parseImageEnv } from '../../bench/lib/image-env.js'
+import {
+  imageEnv,
+  imageNodeArgs,
+  parseImageEnv,
+  parseImageNodeArgs,
+} from '../../bench/lib/image-env.js'
 
 const run = promisify(execFile)
 const env = imageEnv()
@@ -45,6 +51,37 @@ describe('parseImageEnv', () => {
   it('refuses forms it would misread', () => {
     expect(() => parseImageEnv('FROM x\nENV A 1')).toThrow(/cannot read ENV "A"/)
     expect(() => parseImageEnv('FROM x\nENV A=$HOME')).toThrow(/cannot read ENV "A=\$HOME"/)
+  })
+})
+
+describe("the image's node flags", () => {
+  it("reads the node flags of the last stage's exec-form ENTRYPOINT", () => {
+    const text = [
+      'FROM node:24 AS build',
+      'ENTRYPOINT ["node", "--build-only", "x.js"]',
+      'FROM node:24-slim',
+      'ENTRYPOINT ["node", "--import=/app/image/a.mjs", "--no-maglev", "/app/dist/main.js"]',
+      'CMD ["server"]',
+    ].join('\n')
+    expect(parseImageNodeArgs(text)).toEqual(['--import=/app/image/a.mjs', '--no-maglev'])
+    expect(parseImageNodeArgs('FROM x\nCMD ["a"]')).toEqual([])
+    expect(() => parseImageNodeArgs('FROM x\nENTRYPOINT ["sh", "-c", "node a.js"]')).toThrow(
+      /cannot read ENTRYPOINT/,
+    )
+  })
+
+  it("start node, with the image's preload holding a process.nextTick entry", async () => {
+    const args = imageNodeArgs()
+    expect(args).toContain('--no-maglev')
+    const preload = args.find((a) => a.startsWith('--import='))?.slice('--import='.length)
+    expect(preload).toBeDefined()
+    const { stdout } = await run(process.execPath, [
+      ...args,
+      '--input-type=module',
+      '-e',
+      `const m = await import(${JSON.stringify(preload)}); console.log(typeof m.kept)`,
+    ])
+    expect(stdout.trim()).toBe('object')
   })
 })
 

@@ -1,15 +1,15 @@
-// Where does a cache hit spend its CPU? Runs the agent (or the bare baseline) under
+// Question: where does a cache hit (or a miss) spend its CPU? Runs the agent (or the bare baseline) under
 // `node --cpu-prof` with a warm token and wrk/autocannon load at 32 connections, then prints the
 // top self-time functions and the inclusive time of project code from the .cpuprofile (written to
 // bench/results/cpuprofile-<target>/, ignored by git; the previous one there is replaced). The
 // profile covers the whole process, start-up included.
 // `miss` profiles the miss path instead: herds of 250 distinct pods (each its own token and
 // source address) against mock EKS Auth at 50 ms, one herd per second of `seconds`.
-// Usage (after npm run build): node bench/profile.js [info|trace|bare|miss] [seconds]
+// Usage (after npm run build): node bench/tools/profile.js [info|trace|bare|miss] [seconds]
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { podAddress, runHerdClient, runLoad } from './lib/load.js'
+import { podAddress, runHerdClient, runLoad } from '../lib/load.js'
 import {
   ROOT,
   createFixtures,
@@ -18,13 +18,13 @@ import {
   startAgent,
   startBare,
   startMock,
-} from './lib/servers.js'
-import { fmt, printTable } from './lib/report.js'
+} from '../lib/servers.js'
+import { fmt, printTable } from '../lib/report.js'
 
 const target = process.argv[2] ?? 'info'
 const seconds = Number(process.argv[3] ?? 5)
 if (!['info', 'trace', 'bare', 'miss'].includes(target) || !(seconds > 0 && seconds <= 600)) {
-  console.error('usage: node bench/profile.js [info|trace|bare|miss] [seconds 1..600]')
+  console.error('usage: node bench/tools/profile.js [info|trace|bare|miss] [seconds 1..600]')
   process.exit(2)
 }
 const outDir = join(ROOT, 'bench', 'results', `cpuprofile-${target}`)

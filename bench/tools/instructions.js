@@ -1,4 +1,8 @@
-// 6. Instructions per hit: the hot path's CPU cost counted, not timed. On this shared machine CPU
+// Question: how many instructions does a cache hit cost against bare node:http, free of this
+// machine's noise? Usage (after npm run build; needs valgrind): node bench/tools/instructions.js
+// [full]
+//
+// Instructions per hit: the hot path's CPU cost counted, not timed. On this shared machine CPU
 // time per request moves by +-15 % between identical runs; instruction counts do not. Each server
 // (agent -v info, agent -v trace, bare node:http) runs under valgrind's callgrind, which counts the
 // instructions the process executes in user space (all its threads: main, V8's compiler and GC
@@ -15,9 +19,17 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { httpRequest, sleep } from './lib/procs.js'
-import { ROOT, fetchCredentials, startAgent, startBare, startMock } from './lib/servers.js'
-import { fmt, median, printTable, verdict, writeResults } from './lib/report.js'
+import { httpRequest, sleep } from '../lib/procs.js'
+import {
+  ROOT,
+  createFixtures,
+  fetchCredentials,
+  scratchDir,
+  startAgent,
+  startBare,
+  startMock,
+} from '../lib/servers.js'
+import { fmt, median, printTable, verdict, writeResults } from '../lib/report.js'
 
 /** `valgrind --version` when valgrind and its vgdb are installed, else undefined. */
 function valgrindVersion() {
@@ -183,7 +195,7 @@ function settledAt(perHit, window, tol) {
   return -1
 }
 
-export async function instructionsPerHit({ fx, full }) {
+async function instructionsPerHit({ fx, full }) {
   const version = valgrindVersion()
   if (version === undefined) {
     console.log(
@@ -450,3 +462,7 @@ export async function instructionsPerHit({ fx, full }) {
     await mock.stop()
   }
 }
+
+const fx = await createFixtures(scratchDir())
+await instructionsPerHit({ fx, full: process.argv[2] === 'full' })
+process.exit(0)
