@@ -313,6 +313,17 @@ async function timeChild(full) {
     return ns
   }
 
+  /** Runs a and b, in an order alternating with i, so that drift falls on both alike. */
+  function inTurn(i, a, b) {
+    if (i % 2 === 0) {
+      a()
+      b()
+    } else {
+      b()
+      a()
+    }
+  }
+
   /**
    * Hit and baseline, pass by pass in turn (each pass well under a millisecond), so that both see
    * the same machine: a neighbour taking the core lands on either alike, and the per-round ratio
@@ -325,13 +336,11 @@ async function timeChild(full) {
     let mapNs = 0
     globalThis.gc()
     for (let pass = 0; pass < ops.hit / ENTRIES; pass++) {
-      if (pass % 2 === 0) {
-        mapNs += mapPass(lookupKeys)
-        hitNs += hitPass(cache, now, lookupKeys)
-      } else {
-        hitNs += hitPass(cache, now, lookupKeys)
-        mapNs += mapPass(lookupKeys)
-      }
+      inTurn(
+        pass,
+        () => (mapNs += mapPass(lookupKeys)),
+        () => (hitNs += hitPass(cache, now, lookupKeys)),
+      )
     }
     return { hitNs: hitNs / ops.hit, mapNs: mapNs / ops.hit }
   }
@@ -353,13 +362,11 @@ async function timeChild(full) {
       const from = done % ENTRIES
       const forMap = lookupKeys.slice(from, from + chunk).map(flatCopy)
       const forHit = lookupKeys.slice(from, from + chunk).map(flatCopy)
-      if ((done / chunk) % 2 === 0) {
-        mapNs += mapPass(forMap)
-        hitNs += hitPass(cache, now, forHit)
-      } else {
-        hitNs += hitPass(cache, now, forHit)
-        mapNs += mapPass(forMap)
-      }
+      inTurn(
+        done / chunk,
+        () => (mapNs += mapPass(forMap)),
+        () => (hitNs += hitPass(cache, now, forHit)),
+      )
     }
     return { freshHitNs: hitNs / ops.fresh, freshMapNs: mapNs / ops.fresh }
   }

@@ -185,55 +185,68 @@ describe('502 then recovery: EKS Auth comes back between the client attempts', (
   })
 })
 
-describe('503 ServiceUnavailableException from EKS Auth, passed through', () => {
-  let h: Harness
-  beforeAll(async () => {
-    h = await startHarness({ mock: { faults: { errorRate: 1, errorStatus: 503 } } })
-  })
-  afterAll(async () => {
-    await h.close()
-  })
+/** The upstream's own 5xx, passed through: its code, and the message the mock sends with it. */
+const PASSED_THROUGH = [
+  [503, 'ServiceUnavailableException', 'Service is unavailable\\. Please try again later\\.'],
+  [500, 'InternalServerException', 'An internal error occurred\\. Please try again\\.'],
+] as const
 
-  it('the agent answers 503 with Retry-After: 1 (which neither SDK reads)', async () => {
-    const res = await rawGet(h.url, {
-      host: `127.0.0.1:${h.port}`,
-      authorization: await h.mint({ podName: 'raw-503' }),
+for (const [status, code, upstreamMessage] of PASSED_THROUGH) {
+  describe(`${status} ${code} from EKS Auth, passed through`, () => {
+    let h: Harness
+    beforeAll(async () => {
+      h = await startHarness({ mock: { faults: { errorRate: 1, errorStatus: status } } })
     })
-    expect(res.status).toBe(503)
-    expect(res.headers['retry-after']).toBe('1')
-    expect((JSON.parse(res.body) as { Code: string }).Code).toBe('ServiceUnavailableException')
-  })
+    afterAll(async () => {
+      await h.close()
+    })
 
-  it('fromHttp (maxRetries 3, timeout 500) tries 4 times, each answered 503 after 3 upstream tries', async () => {
-    const file = await h.tokenFile(await h.mint({ podName: 'js-503' }))
-    const before = await answers(h)
-    h.mock.resetStats()
-    const err = await sdkError(h.sdkFetch(file, { maxRetries: 3, timeout: 500 }))
-    expect(err.name).toBe('CredentialsProviderError')
-    expect(err.message).toBe('Server responded with status: 503')
-    expect(err.Code).toBeUndefined()
-    expect(await answersSince(h, before)).toEqual({ '503': 4 })
-    // Each client attempt is a new upstream call (failures are not cached), retried by the agent.
-    expect(h.mock.stats.byOutcome).toEqual({ ServiceUnavailableException: 12 })
-    expectNoSecrets(h, jsTexts(err))
-  })
-
-  it('botocore tries 3 times and raises CredentialRetrievalError quoting the upstream code and message', async () => {
-    const file = await h.tokenFile(await h.mint({ podName: 'py-503' }))
-    const before = await answers(h)
-    h.mock.resetStats()
-    const py = await botocore(h.url, file)
-    expect(py.error).toBe('CredentialRetrievalError')
-    expect(py.message).toContain(botocoreNon200(503) + '{"Code":"ServiceUnavailableException"')
-    expect(py.message).toMatch(
-      /"Message":"\[[0-9a-f-]+\]: \(ServiceUnavailableException\): Service is unavailable\. Please try again later\., fault: server"\}$/,
+    it.runIf(status === 503)(
+      'the agent answers 503 with Retry-After: 1 (which neither SDK reads)',
+      async () => {
+        const res = await rawGet(h.url, {
+          host: `127.0.0.1:${h.port}`,
+          authorization: await h.mint({ podName: 'raw-503' }),
+        })
+        expect(res.status).toBe(503)
+        expect(res.headers['retry-after']).toBe('1')
+        expect((JSON.parse(res.body) as { Code: string }).Code).toBe(code)
+      },
     )
-    expect(py.sleeps).toBe(3)
-    expect(await answersSince(h, before)).toEqual({ '503': 3 })
-    expect(h.mock.stats.byOutcome).toEqual({ ServiceUnavailableException: 9 })
-    expectNoSecrets(h, [py.message])
+
+    it(`fromHttp (maxRetries 3, timeout 500) tries 4 times, each answered ${status} after 3 upstream tries`, async () => {
+      const file = await h.tokenFile(await h.mint({ podName: `js-${status}` }))
+      const before = await answers(h)
+      h.mock.resetStats()
+      const err = await sdkError(h.sdkFetch(file, { maxRetries: 3, timeout: 500 }))
+      expect(err.name).toBe('CredentialsProviderError')
+      expect(err.message).toBe(`Server responded with status: ${status}`)
+      expect(err.Code).toBeUndefined()
+      expect(await answersSince(h, before)).toEqual({ [String(status)]: 4 })
+      // Each client attempt is a new upstream call (failures are not cached), retried by the agent.
+      expect(h.mock.stats.byOutcome).toEqual({ [code]: 12 })
+      expectNoSecrets(h, jsTexts(err))
+    })
+
+    it(`botocore tries 3 times and raises CredentialRetrievalError quoting ${code} and its message`, async () => {
+      const file = await h.tokenFile(await h.mint({ podName: `py-${status}` }))
+      const before = await answers(h)
+      h.mock.resetStats()
+      const py = await botocore(h.url, file)
+      expect(py.error).toBe('CredentialRetrievalError')
+      expect(py.message).toContain(`${botocoreNon200(status)}{"Code":"${code}"`)
+      expect(py.message).toMatch(
+        new RegExp(
+          `"Message":"\\[[0-9a-f-]+\\]: \\(${code}\\): ${upstreamMessage}, fault: server"\\}$`,
+        ),
+      )
+      expect(py.sleeps).toBe(3)
+      expect(await answersSince(h, before)).toEqual({ [String(status)]: 3 })
+      expect(h.mock.stats.byOutcome).toEqual({ [code]: 9 })
+      expectNoSecrets(h, [py.message])
+    })
   })
-})
+}
 
 describe('503 UpstreamThrottled: EKS Auth throttles the node, the call is queued', () => {
   // EKS Auth lets one call through (the first pod's) and throttles the next pod's: 429. The agent
@@ -354,44 +367,5 @@ describe('504 UpstreamTimeout: EKS Auth does not answer', () => {
     await until(async () => (await answersSince(h, before))['504'] === 6, '6 answers of 504')
     expect(await answersSince(h, before)).toEqual({ '504': 6 })
     expectNoSecrets(h, [long.message, own.message])
-  })
-})
-
-describe('500 InternalServerException from EKS Auth, passed through', () => {
-  let h: Harness
-  beforeAll(async () => {
-    h = await startHarness({ mock: { faults: { errorRate: 1, errorStatus: 500 } } })
-  })
-  afterAll(async () => {
-    await h.close()
-  })
-
-  it('fromHttp (maxRetries 3, timeout 500) tries 4 times, each answered 500', async () => {
-    const file = await h.tokenFile(await h.mint({ podName: 'js-500' }))
-    const before = await answers(h)
-    h.mock.resetStats()
-    const err = await sdkError(h.sdkFetch(file, { maxRetries: 3, timeout: 500 }))
-    expect(err.name).toBe('CredentialsProviderError')
-    expect(err.message).toBe('Server responded with status: 500')
-    expect(err.Code).toBeUndefined()
-    expect(await answersSince(h, before)).toEqual({ '500': 4 })
-    expect(h.mock.stats.byOutcome).toEqual({ InternalServerException: 12 })
-    expectNoSecrets(h, jsTexts(err))
-  })
-
-  it('botocore tries 3 times and raises CredentialRetrievalError quoting InternalServerException', async () => {
-    const file = await h.tokenFile(await h.mint({ podName: 'py-500' }))
-    const before = await answers(h)
-    h.mock.resetStats()
-    const py = await botocore(h.url, file)
-    expect(py.error).toBe('CredentialRetrievalError')
-    expect(py.message).toContain(botocoreNon200(500) + '{"Code":"InternalServerException"')
-    expect(py.message).toMatch(
-      /"Message":"\[[0-9a-f-]+\]: \(InternalServerException\): An internal error occurred\. Please try again\., fault: server"\}$/,
-    )
-    expect(py.sleeps).toBe(3)
-    expect(await answersSince(h, before)).toEqual({ '500': 3 })
-    expect(h.mock.stats.byOutcome).toEqual({ InternalServerException: 9 })
-    expectNoSecrets(h, [py.message])
   })
 })

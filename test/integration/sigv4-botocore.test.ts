@@ -21,6 +21,7 @@ import type { Clock } from '../../src/util/clock.js'
 import { ManualClock, systemClock } from '../../src/util/clock.js'
 import { DEFAULT_ASSOCIATIONS, NODE_KEY } from '../helpers/harness.js'
 import { runPythonJson } from '../helpers/python.js'
+import { stubNoProxy } from '../helpers/no-proxy.js'
 
 const SCRIPT = fileURLToPath(new URL('../helpers/botocore_sigv4.py', import.meta.url))
 const REGION = 'us-west-2'
@@ -252,14 +253,6 @@ interface Captured {
   body: Buffer
 }
 
-const PROXY_VARS = [
-  'HTTP_PROXY',
-  'http_proxy',
-  'HTTPS_PROXY',
-  'https_proxy',
-  'NO_PROXY',
-  'no_proxy',
-]
 /** Headers SigV4Auth sets itself from the pinned time and the credentials. */
 const SIGNER_SET = new Set(['authorization', 'x-amz-date', 'x-amz-security-token'])
 
@@ -300,7 +293,7 @@ describe("the agent's EKS Auth signature against botocore.auth.SigV4Auth", () =>
   beforeEach(() => {
     calls.length = 0
     // The client's default dispatcher honours proxy variables: none between it and loopback.
-    for (const name of PROXY_VARS) vi.stubEnv(name, '')
+    stubNoProxy()
   })
   afterEach(() => {
     vi.unstubAllEnvs()

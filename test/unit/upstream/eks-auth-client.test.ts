@@ -29,6 +29,7 @@ import {
 } from '../../../src/upstream/eks-auth-client.js'
 import { systemClock } from '../../../src/util/clock.js'
 import { startConnectProxy } from '../../helpers/connect-proxy.js'
+import { stubNoProxy } from '../../helpers/no-proxy.js'
 
 const TOKEN =
   'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpteS1zYSJ9.c2ln'
@@ -96,17 +97,7 @@ afterEach(async () => {
 })
 
 beforeEach(() => {
-  // The default dispatcher reads proxy settings from the environment: none for these tests.
-  for (const name of [
-    'HTTP_PROXY',
-    'http_proxy',
-    'HTTPS_PROXY',
-    'https_proxy',
-    'NO_PROXY',
-    'no_proxy',
-  ]) {
-    vi.stubEnv(name, '')
-  }
+  stubNoProxy()
 })
 
 async function listen(server: http.Server | net.Server): Promise<number> {
