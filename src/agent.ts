@@ -81,6 +81,7 @@ export async function startAgent(
     maxEntries: config.maxCacheSize,
     maxRetentionMs: config.maxCredentialRetentionMs,
     refreshQps: config.maxServiceQps,
+    refusalTtlMs: config.negativeCacheTtlMs,
   })
   const servers = await startServers({ config, cache, clock, metrics, registry, logger }).catch(
     async (err: unknown) => {

@@ -14,6 +14,7 @@ const STATUS = {
   RequestTimeout: 408,
   PayloadTooLarge: 413,
   RequestHeaderFieldsTooLarge: 431,
+  TooManyRequests: 429,
   UpstreamUnreachable: 502,
   UpstreamTimeout: 504,
   UpstreamThrottled: 503,
@@ -32,7 +33,7 @@ export class AgentError extends Error {
   readonly code: string
   /** HTTP status the agent answers with. */
   readonly statusCode: number
-  /** Seconds for the `Retry-After` header of a 429 or 503 (default 1). */
+  /** Seconds for the `Retry-After` header of a 429 or 503 (default 1; see retryAfterSeconds). */
   readonly retryAfterSeconds: number | undefined
 
   constructor(code: string, statusCode: number, message: string, options?: ErrorOptions) {
@@ -47,6 +48,14 @@ export class AgentError extends Error {
 interface ErrorOptions {
   cause?: unknown
   retryAfterSeconds?: number
+}
+
+/**
+ * The one rule for `Retry-After`: a wait in ms as whole seconds, at least 1 (a client must not
+ * come back at once) and at most 60 (no SDK reads it; it tells a person reading the answer).
+ */
+export function retryAfterSeconds(waitMs: number): number {
+  return Math.min(60, Math.max(1, Math.ceil(waitMs / 1000)))
 }
 
 /**
@@ -188,12 +197,25 @@ export class UpstreamTimeoutError extends LocalError {
 export class UpstreamQueuedError extends LocalError {
   static override readonly code: AgentErrorCode = 'UpstreamThrottled'
   constructor(etaMs: number) {
-    const seconds = Math.min(60, Math.max(1, Math.ceil(etaMs / 1000)))
+    const seconds = retryAfterSeconds(etaMs)
     super(
       `EKS Auth is throttling this node's calls; the call for these credentials is queued and ` +
         `should run within about ${seconds} s: retry after ${seconds} s`,
       { retryAfterSeconds: seconds },
     )
+  }
+}
+
+/**
+ * A queued call was dropped unmade because everybody who asked for it had given up (no pod waits
+ * for this answer; a request that asks again starts a new call).
+ */
+export class CallDroppedError extends LocalError {
+  static override readonly code: AgentErrorCode = 'UpstreamThrottled'
+  constructor() {
+    super('the queued EKS Auth call for these credentials was dropped: nobody waited for it', {
+      retryAfterSeconds: 1,
+    })
   }
 }
 
@@ -204,6 +226,18 @@ export class QueueFullError extends LocalError {
     super('too many EKS Auth calls are queued on this node: retry after 5 s', {
       retryAfterSeconds: 5,
     })
+  }
+}
+
+/**
+ * A limit of DESIGN section 4a refused the request before any upstream call: the source's rate of
+ * requests that need new credentials, its queued calls, or the agent's request rate.
+ */
+export class TooManyRequestsError extends LocalError {
+  static override readonly code: AgentErrorCode = 'TooManyRequests'
+  constructor(what: string, waitMs: number) {
+    const seconds = retryAfterSeconds(waitMs)
+    super(`${what}: retry after ${seconds} s`, { retryAfterSeconds: seconds })
   }
 }
 

@@ -3,11 +3,18 @@
 // in flight per token that every concurrent request awaits; entries served while the credentials
 // have more than a floor of life left and the token is usable; renewed in the background after a
 // hit past their renewal time, under a rate limit, keeping the old credentials while a renewal
-// fails with a recoverable error. Over 250 lines: lookup, single flight and renewal share the
-// entries and the flights, and each rule reads best beside the others.
+// fails with a recoverable error; an upstream's final refusal of a token is remembered for a few
+// seconds and answered again without a call. Over 250 lines: lookup, single flight, renewal and
+// refusals share the entries and the flights, and each rule reads best beside the others.
 
 import { LRUCache } from 'lru-cache'
-import { InvalidUpstreamResponseError, isIrrecoverable, toAgentError } from '../errors.js'
+import type { AgentError } from '../errors.js'
+import {
+  CallDroppedError,
+  InvalidUpstreamResponseError,
+  isIrrecoverable,
+  toAgentError,
+} from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import type { CheckedToken } from '../token/validity.js'
 import { isTokenUsable } from '../token/validity.js'
@@ -63,6 +70,17 @@ export interface CredentialCacheOptions {
    * about 1 s. Default 700 ms.
    */
   queueHoldMs?: number
+  /**
+   * How long an upstream's final refusal of a token (isIrrecoverable) is answered again for that
+   * exact token without a call (--negative-cache-ttl). Default 0: never.
+   */
+  refusalTtlMs?: number
+}
+
+/** An upstream's final refusal of one token, and until when it is answered again. */
+interface Refusal {
+  readonly error: AgentError
+  readonly untilMs: number
 }
 
 /** An upstream call for one token: every concurrent request for that token awaits it. */
@@ -74,12 +92,17 @@ interface Flight {
 
 const RETRY_BASE_MS = 5_000
 const RETRY_CAP_MS = 120_000
+/** Refusals remembered at most (each holds a token: about 1 KB). */
+const MAX_REFUSALS = 4096
 
 const noop = (): void => {}
 
 export class CredentialCache {
   readonly #lru: LRUCache<number, CacheEntry> | undefined
   readonly #inflight = new Map<string, Flight>()
+  /** Remembered refusals by exact token; undefined when refusals are not remembered. */
+  readonly #refusals: LRUCache<string, Refusal> | undefined
+  readonly #refusalTtlMs: number
   readonly #source: CredentialSource
   readonly #clock: Clock
   readonly #metrics: AgentMetrics
@@ -99,6 +122,8 @@ export class CredentialCache {
     this.#maxRetentionMs = opts.maxRetentionMs
     this.#queueHoldMs = opts.queueHoldMs ?? 700
     this.#random = opts.random ?? Math.random
+    this.#refusalTtlMs = opts.refusalTtlMs ?? 0
+    if (this.#refusalTtlMs > 0) this.#refusals = new LRUCache({ max: MAX_REFUSALS })
     this.#refreshBucket = new TokenBucket({
       clock: opts.clock,
       ratePerSecond: opts.refreshQps,
@@ -156,17 +181,34 @@ export class CredentialCache {
   }
 
   /**
+   * The upstream's final refusal of this exact token, if it came within the last refusalTtlMs: the
+   * answer for a request that would otherwise start a call (a pod retrying a bad token costs one
+   * call, not one per retry). Counted as replayed.
+   */
+  refusal(token: string, nowMs: number): AgentError | undefined {
+    const r = this.#refusals?.get(token)
+    if (r === undefined) return undefined
+    if (nowMs >= r.untilMs) {
+      this.#refusals?.delete(token)
+      return undefined
+    }
+    this.#metrics.refusalsReplayed.inc()
+    return r.error
+  }
+
+  /**
    * The miss path: credentials for a token that was just checked. Joins the call in flight for
    * this token, or starts one. The call belongs to the cache, not to the request: a client that
-   * gives up does not cancel it, and its result is cached for the client's retry.
+   * gives up does not cancel it, and its result is cached for the client's retry. `requester`
+   * (the pod's source address) places a new call in the upstream queue's fair share.
    */
-  resolve(request: CheckedToken): Promise<CacheEntry> {
+  resolve(request: CheckedToken, requester?: string): Promise<CacheEntry> {
     let flight = this.#inflight.get(request.token)
     if (flight !== undefined) {
       this.#metrics.singleFlightWaits.inc()
     } else {
       this.#metrics.cacheState.inc({ state: 'miss' })
-      flight = this.#fetch(request, 'request')
+      flight = this.#fetch(request, 'request', tokenDigest(request.token), requester)
     }
     return this.#wait(flight)
   }
@@ -183,12 +225,13 @@ export class CredentialCache {
   #fetch(
     request: CheckedToken,
     reason: 'request' | 'refresh',
-    digest = tokenDigest(request.token),
+    digest: string,
+    requester?: string,
   ): Flight {
     const startMs = this.#clock.now()
     const ticket = new CallTicket()
     const promise = this.#source
-      .fetch(request, { background: reason === 'refresh', ticket })
+      .fetch(request, { background: reason === 'refresh', ticket, requester })
       .then(
         (answer) => this.#store(request, answer, digest, reason, startMs),
         (err: unknown) => {
@@ -270,14 +313,22 @@ export class CredentialCache {
     startMs: number,
   ): Error {
     const e = toAgentError(err)
-    if (isIrrecoverable(e) && this.#evict(request.token)) {
-      this.#log.info(
-        { event: 'cache_evicted', tokenDigest: digest, code: e.code },
-        'evicted credentials',
-      )
+    if (isIrrecoverable(e)) {
+      this.#refusals?.set(request.token, {
+        error: e,
+        untilMs: this.#clock.now() + this.#refusalTtlMs,
+      })
+      if (this.#evict(request.token)) {
+        this.#log.info(
+          { event: 'cache_evicted', tokenDigest: digest, code: e.code },
+          'evicted credentials',
+        )
+      }
     }
     const { claims } = request
-    this.#log.warn(
+    // A call dropped because nobody waited for it is routine under a flood: not worth a warning.
+    const level = e instanceof CallDroppedError ? 'debug' : 'warn'
+    this.#log[level](
       {
         event: 'credentials_fetch_failed',
         reason,

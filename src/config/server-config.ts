@@ -41,6 +41,14 @@ export interface ServerConfig {
   rotateCredentials: boolean
   /** Log level. Default info. */
   verbosity: LogLevel
+  /** How long an upstream's final refusal of a token is answered again without a call; 0 = never. Default 5 s. */
+  negativeCacheTtlMs: number
+  /** Requests per second and source address that may start an upstream call (burst 2x); 0 = no limit. Default 10. */
+  clientMissRate: number
+  /** Open connections per source address; 0 = no limit. Default 256. */
+  clientMaxConnections: number
+  /** Requests per second on all credential listeners together (burst half of it); 0 = no limit (default). */
+  maxRequestRate: number
 }
 
 export const DEFAULT_BIND_HOSTS = ['169.254.170.23', 'fd00:ec2::23'] as const
@@ -59,7 +67,14 @@ export interface RawServerOptions {
   maxServiceQps?: string | undefined
   rotateCredentials?: boolean | undefined
   verbosity?: string | undefined
+  negativeCacheTtl?: string | undefined
+  clientMissRate?: string | undefined
+  clientMaxConnections?: string | undefined
+  maxRequestRate?: string | undefined
 }
+
+/** The longest --negative-cache-ttl: a refusal must not hide a new association for long. */
+export const MAX_NEGATIVE_CACHE_TTL_MS = 60_000
 
 function portOr(flag: string, value: string | undefined, dflt: number): number {
   return value === undefined ? dflt : parsePort(flag, value)
@@ -108,28 +123,24 @@ function parseBindHosts(values: readonly string[]): string[] {
   return [...new Set(hosts.map(parseBindHost))]
 }
 
-function parseRetention(value: string): number {
+function parseDuration(flag: string, value: string, expected: string): number {
   const ms = parseDurationMs(value)
-  if (ms === undefined) {
-    throw badValue(
-      '--max-credential-retention-before-renewal',
-      value,
-      'is not a duration; expected e.g. 3h, 90m, 1h30m or 0 (0 disables caching)',
-    )
-  }
+  if (ms === undefined) throw badValue(flag, value, `is not a duration; expected ${expected}`)
   return ms
 }
 
-function parseQps(value: string): number {
-  const qps = Number(value)
-  if (value.trim() === '' || !Number.isFinite(qps) || qps <= 0) {
-    throw badValue(
-      '--max-service-qps',
-      value,
-      'is not a rate; expected a number of calls per second > 0',
-    )
+/** A rate in calls per second: > 0, or also 0 where `zeroMeans` says what 0 does. */
+function parseRate(flag: string, value: string, zeroMeans?: string): number {
+  const rate = Number(value)
+  const allowed = zeroMeans === undefined ? rate > 0 : rate >= 0
+  if (value.trim() === '' || !Number.isFinite(rate) || !allowed) {
+    const expected =
+      zeroMeans === undefined
+        ? 'a number of calls per second > 0'
+        : `a number per second >= 0 (0 ${zeroMeans})`
+    throw badValue(flag, value, `is not a rate; expected ${expected}`)
   }
-  return qps
+  return rate
 }
 
 function parseMetricsAddress(value: string): string {
@@ -178,8 +189,36 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
   const maxCredentialRetentionMs =
     raw.maxCredentialRetention === undefined
       ? 3 * 3_600_000
-      : parseRetention(raw.maxCredentialRetention)
-  const maxServiceQps = raw.maxServiceQps === undefined ? 3 : parseQps(raw.maxServiceQps)
+      : parseDuration(
+          '--max-credential-retention-before-renewal',
+          raw.maxCredentialRetention,
+          'e.g. 3h, 90m, 1h30m or 0 (0 disables caching)',
+        )
+  const maxServiceQps =
+    raw.maxServiceQps === undefined ? 3 : parseRate('--max-service-qps', raw.maxServiceQps)
+  const negativeCacheTtlMs =
+    raw.negativeCacheTtl === undefined
+      ? 5000
+      : parseDuration('--negative-cache-ttl', raw.negativeCacheTtl, 'e.g. 5s, 30s or 0 (0 = off)')
+  if (negativeCacheTtlMs > MAX_NEGATIVE_CACHE_TTL_MS) {
+    throw badValue(
+      '--negative-cache-ttl',
+      raw.negativeCacheTtl ?? '',
+      'is too long; at most 1m, so that a new association is picked up within a minute',
+    )
+  }
+  const clientMissRate =
+    raw.clientMissRate === undefined
+      ? 10
+      : parseRate('--client-miss-rate', raw.clientMissRate, 'turns the limit off')
+  const clientMaxConnections =
+    raw.clientMaxConnections === undefined
+      ? 256
+      : parseNonNegativeInt('--client-max-connections', raw.clientMaxConnections)
+  const maxRequestRate =
+    raw.maxRequestRate === undefined
+      ? 0
+      : parseRate('--max-request-rate', raw.maxRequestRate, 'turns the limit off')
   let endpoint: string | undefined
   if (raw.endpoint !== undefined && raw.endpoint !== '') {
     validateEndpointUrl(raw.endpoint, '--endpoint')
@@ -203,6 +242,10 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     maxServiceQps,
     rotateCredentials: raw.rotateCredentials ?? false,
     verbosity,
+    negativeCacheTtlMs,
+    clientMissRate,
+    clientMaxConnections,
+    maxRequestRate,
   }
 }
 
@@ -220,5 +263,9 @@ export function describeConfig(c: ServerConfig): Record<string, unknown> {
     maxCredentialRetention: formatDurationMs(c.maxCredentialRetentionMs),
     maxServiceQps: c.maxServiceQps,
     rotateCredentials: c.rotateCredentials,
+    negativeCacheTtl: formatDurationMs(c.negativeCacheTtlMs),
+    clientMissRate: c.clientMissRate,
+    clientMaxConnections: c.clientMaxConnections,
+    maxRequestRate: c.maxRequestRate,
   }
 }

@@ -19,7 +19,18 @@ export interface AgentMetrics {
   singleFlightWaits: Counter
   refreshSkipped: Counter<'reason'>
   queueRejections: Counter
+  refusalsReplayed: Counter
+  upstreamCallsDropped: Counter
+  requestsLimited: Counter<'reason'>
 }
+
+/**
+ * Why a limit refused a request (pod_identity_requests_limited_total{reason}): the source's rate
+ * of requests needing new credentials, its open connections, its queued upstream calls, or the
+ * agent's request rate.
+ */
+export const LIMIT_REASONS = ['miss_rate', 'connections', 'queue', 'request_rate'] as const
+export type LimitReason = (typeof LIMIT_REASONS)[number]
 
 export interface CreateMetricsOptions {
   registry: Registry
@@ -101,6 +112,19 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     'pod_identity_upstream_queue_rejections_total',
     'Requests answered 503 UpstreamThrottled because their upstream call was still queued',
   )
+  const refusalsReplayed = counter(
+    'pod_identity_cache_refusals_replayed_total',
+    "Requests answered with an upstream's final refusal of the same token, remembered for --negative-cache-ttl, without a call",
+  )
+  const requestsLimited = counter(
+    'pod_identity_requests_limited_total',
+    'Requests or connections refused by a limit before any upstream call, by reason (miss_rate, connections, queue, request_rate)',
+    ['reason'],
+  )
+  const upstreamCallsDropped = counter(
+    'pod_identity_upstream_calls_dropped_total',
+    'Queued upstream calls dropped unmade because every request that wanted them had given up',
+  )
   const upstreamQueueLength = gauge(
     'pod_identity_upstream_queue_length',
     'Upstream calls waiting in the queue (EKS Auth throttling or too many in flight)',
@@ -141,5 +165,8 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     singleFlightWaits,
     refreshSkipped,
     queueRejections,
+    refusalsReplayed,
+    upstreamCallsDropped,
+    requestsLimited,
   }
 }

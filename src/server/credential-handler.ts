@@ -22,6 +22,7 @@ import { checkToken } from '../token/validity.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { isoTime, rawLineWriter } from '../util/logger.js'
+import type { ClientLimits } from './client-limits.js'
 import type { HostCheck } from './host-check.js'
 import { SERVER_OPTIONS } from './listeners.js'
 import type { ClientError } from './respond.js'
@@ -35,6 +36,7 @@ export interface CredentialHandlerOptions {
   cache: CredentialCache
   clock: Clock
   hostCheck: HostCheck
+  limits: ClientLimits
   metrics: AgentMetrics
   logger: Logger
   /** Random value the readiness self-check sends in SELF_CHECK_HEADER. */
@@ -56,7 +58,8 @@ const MISSING_TOKEN = new MissingTokenError()
 const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
-  const { cache, clock, hostCheck, logger } = o
+  const { cache, clock, hostCheck, limits, logger } = o
+  const limitsRequests = limits.limitsRequests
   const responses = o.metrics.httpResponses
   const durations = o.metrics.requestDurations
   const trace = logger.isLevelEnabled('trace')
@@ -90,6 +93,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   }
 
   async function miss(
+    req: IncomingMessage,
     res: ServerResponse,
     token: string,
     nowMs: number,
@@ -107,7 +111,14 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
         fail(res, toAgentError(err), head, t0)
         return
       }
-      pending = cache.resolve(checked)
+      // Only a request that would start an upstream call counts towards its source's limit.
+      const source = req.socket.remoteAddress
+      const refused = cache.refusal(token, nowMs) ?? limits.takeMiss(source)
+      if (refused !== undefined) {
+        fail(res, refused, head, t0)
+        return
+      }
+      pending = cache.resolve(checked, source)
     }
     try {
       const entry = await pending
@@ -123,6 +134,13 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     const t0 = clock.monotonicMs()
     const method = req.method
     const head = method === 'HEAD'
+    if (limitsRequests) {
+      const limited = limits.takeRequest()
+      if (limited !== undefined) {
+        fail(res, limited, head, t0)
+        return
+      }
+    }
     if (method !== 'GET' && !head) {
       fail(res, METHOD_NOT_ALLOWED, false, t0)
       return
@@ -185,7 +203,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
       if (trace) traceServed(entry, now, 'hit')
       return
     }
-    void miss(res, token, now, head, t0)
+    void miss(req, res, token, now, head, t0)
   }
 
   return function handle(req, res) {

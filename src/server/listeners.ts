@@ -3,7 +3,7 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../util/logger.js'
 
@@ -32,6 +32,8 @@ export interface CredentialListenOptions {
   onClientError?: (err: Error, socket: Duplex) => void
   /** Let a missing Host through to the handler (which answers it). Node's default: refuse it. */
   requireHostHeader?: boolean
+  /** Told of every new connection, after Node's own HTTP set-up (it may close the socket). */
+  onConnection?: (socket: Socket) => void
 }
 
 export function listen(
@@ -45,6 +47,7 @@ export function listen(
     handler,
   )
   if (opts.onClientError !== undefined) server.on('clientError', opts.onClientError)
+  if (opts.onConnection !== undefined) server.on('connection', opts.onConnection)
   server.keepAliveTimeout = SERVER_OPTIONS.keepAliveTimeout
   server.headersTimeout = SERVER_OPTIONS.headersTimeout
   server.requestTimeout = SERVER_OPTIONS.requestTimeout

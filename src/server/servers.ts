@@ -9,6 +9,7 @@ import type { ServerConfig } from '../config/server-config.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
+import { ClientLimits } from './client-limits.js'
 import { createClientErrorHandler, createCredentialHandler } from './credential-handler.js'
 import { HostCheck } from './host-check.js'
 import type { BoundServer } from './listeners.js'
@@ -21,7 +22,17 @@ export interface Address {
 }
 
 export interface ServersOptions {
-  config: Pick<ServerConfig, 'bindHosts' | 'port' | 'probePort' | 'metricsAddress' | 'metricsPort'>
+  config: Pick<
+    ServerConfig,
+    | 'bindHosts'
+    | 'port'
+    | 'probePort'
+    | 'metricsAddress'
+    | 'metricsPort'
+    | 'clientMissRate'
+    | 'clientMaxConnections'
+    | 'maxRequestRate'
+  >
   cache: CredentialCache
   clock: Clock
   metrics: AgentMetrics
@@ -47,10 +58,18 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
   const { config, metrics, logger } = o
   // Sent by the readiness self-check, so that its 404s are not counted as pod traffic.
   const selfCheckNonce = randomUUID()
+  const limits = new ClientLimits({
+    clock: o.clock,
+    metrics,
+    missRate: config.clientMissRate,
+    maxConnections: config.clientMaxConnections,
+    requestRate: config.maxRequestRate,
+  })
   const handler = createCredentialHandler({
     cache: o.cache,
     clock: o.clock,
     hostCheck: new HostCheck(config.bindHosts, config.port),
+    limits,
     metrics,
     logger,
     selfCheckNonce,
@@ -58,6 +77,9 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
   const listeners = await bindCredentialListeners(handler, config.bindHosts, config.port, logger, {
     onClientError: createClientErrorHandler({ metrics, logger }),
     requireHostHeader: false,
+    onConnection: (socket) => {
+      if (!limits.admitConnection(socket)) socket.destroy()
+    },
   })
   let shuttingDown = false
   const probes = {

@@ -2,7 +2,8 @@
 // call (the cache) creates the ticket and passes it down with the call; a queue that holds the
 // call (the upstream gate, behind any source) keeps it current. A call no queue holds has started.
 // holdWhileQueued() turns that into what a pod sees: its answer, or a prompt 503 with Retry-After
-// when the call waits in a paced queue for longer than a pod would wait.
+// when the call waits in a paced queue for longer than a pod would wait. The ticket also counts
+// who still waits, so that a queue can drop a call everybody has given up on.
 
 import { UpstreamQueuedError } from '../errors.js'
 import type { Clock, TimerHandle } from '../util/clock.js'
@@ -16,11 +17,36 @@ export interface QueuePlace {
    * starts calls as soon as calls in flight end (it is not pacing: no wait to predict).
    */
   etaMs(): number | undefined
+  /** Told when the last requester stopped waiting (see CallTicket.abandonedAtMs). */
+  abandoned?(): void
 }
 
 export class CallTicket {
   #place: QueuePlace | undefined
   readonly #watchers = new Set<() => void>()
+  #waiting = 0
+  #abandonedAtMs: number | undefined
+
+  /**
+   * When the last requester stopped waiting for the call; undefined while one waits, or when
+   * nobody ever waited (a background renewal).
+   */
+  get abandonedAtMs(): number | undefined {
+    return this.#abandonedAtMs
+  }
+
+  /** A requester waits for the call (a pod's retry counts again). */
+  join(): void {
+    this.#waiting++
+    this.#abandonedAtMs = undefined
+  }
+
+  /** A requester stopped waiting: it has its answer, a 503, or it went away. */
+  leave(nowMs: number): void {
+    if (--this.#waiting > 0) return
+    this.#abandonedAtMs = nowMs
+    this.#place?.abandoned?.()
+  }
 
   /** See QueuePlace.etaMs; undefined while no queue holds the call. */
   etaMs(): number | undefined {
@@ -80,10 +106,12 @@ export function holdWhileQueued<T>(
     onRefused?.()
     return new UpstreamQueuedError(eta)
   }
+  ticket.join()
   return new Promise<T>((resolve, reject) => {
     // A look at the deadline, armed only while the call waits in a queue (a call that has
     // started is simply awaited: a herd joining it costs no timers).
     let timer: TimerHandle | undefined
+    let waiting = true
     const look = (): void => {
       const err = refusal()
       if (err !== undefined) {
@@ -94,8 +122,11 @@ export function holdWhileQueued<T>(
       }
     }
     const stop = (): void => {
+      if (!waiting) return
+      waiting = false
       timer?.cancel()
       unwatch()
+      ticket.leave(clock.now())
     }
     const unwatch = ticket.watch(look)
     look()

@@ -37,6 +37,8 @@ export interface FetchOptions {
   background?: boolean | undefined
   /** Kept current while the call waits in a queue (see call-ticket.ts). */
   ticket?: CallTicket | undefined
+  /** Who asked first: the pod's source address. Queues share their turns fairly among requesters. */
+  requester?: string | undefined
   /** Abandons the call; it rejects with the signal's AgentError reason, or a timeout. */
   signal?: AbortSignal | undefined
 }

@@ -4,22 +4,27 @@
 // - Open (the normal state): calls start at once, at most `window` in flight. The window starts
 //   small and grows by one per success (slow start), so a herd's first burst overshoots a
 //   throttling upstream by a few calls, not by the whole herd.
-// - Paced: after a 429, calls start no faster than `rate` per second, in FIFO order, request calls
-//   before background renewals. The first rate is what the upstream accepted over the last
-//   second (a floor of its quota); it then doubles per second (one call per success, as TCP's
-//   slow start does) until a 429 from a call sent at the new pace cuts it by 15 %. From then on it
-//   grows by about 5 % per second, and each further 429 cuts 15 % (one cut per round: calls sent
-//   before a cut do not cut again). A request call that was throttled goes back to the head of
-//   the queue and is tried again, so a pod's retry finds it done; after MAX_THROTTLED_TRIES its
-//   waiters get the 429.
+// - Paced: after a 429, calls start no faster than `rate` per second, request calls before
+//   background renewals, and request calls round-robin across the pods that asked for them (each
+//   pod's own calls first in, first out; fair-queue.ts). The first rate is what the upstream
+//   accepted over the last second (a floor of its quota; a call it answered with a refusal, such
+//   as an invalid token, was accepted too); it then doubles per second (one call per accepted
+//   call, as TCP's slow start does) until a 429 from a call sent at the new pace cuts it by 15 %.
+//   From then on it grows by about 5 % per second, and each further 429 cuts 15 % (one cut per
+//   round: calls sent before a cut do not cut again). A request call that was throttled goes back
+//   to the head of its pod's queue and is tried again, so a pod's retry finds it done; after
+//   MAX_THROTTLED_TRIES its waiters get the 429.
 // - Back to open after IDLE_RESET_MS without a 429 and with nothing queued.
+// A queued request call that everybody who asked for it has given up on (they got a 503 or an
+// answer and did not ask again within ABANDONED_MS) is dropped without being made, and each pod
+// may have at most `maxQueuedPerRequester` calls waiting.
 // Nothing here runs on the hot path (a cache hit): only misses and renewals come through.
 // Over 250 lines: the open and paced states share the queues, the window and the rate, and each
 // rule reads best beside the others.
 
 import type { Clock, TimerHandle } from '../util/clock.js'
 import type { CallTicket } from './call-ticket.js'
-import { JobQueue } from './job-queue.js'
+import { FairQueue, JobQueue } from './fair-queue.js'
 
 export interface GateJob {
   /** True while the call runs (false while it waits in the queue). */
@@ -33,12 +38,20 @@ export interface SubmitOptions {
   beforeStart?: () => void
   /** Kept current while the call waits (see call-ticket.ts). */
   ticket?: CallTicket | undefined
+  /** Who asked for the call (a pod's source address): its turn in the round-robin. */
+  requester?: string | undefined
 }
 
 export interface UpstreamGateOptions {
   clock: Clock
   /** Whether an error is the upstream's throttling answer (429). */
   isThrottle: (err: unknown) => boolean
+  /**
+   * Whether an error is an answer the upstream gave to a call it accepted (a 4xx other than 429:
+   * an invalid token, no association). For pacing it counts as a success: the call went through.
+   * Default: never.
+   */
+  isAccepted?: (err: unknown) => boolean
   /** Calls in flight at first. Default 8. */
   initialWindow?: number
   /** Calls in flight at most. Default 32. */
@@ -46,6 +59,14 @@ export interface UpstreamGateOptions {
   /** Request calls waiting at most; more are refused with onFull(). Default 10 000. */
   maxQueue?: number
   onFull?: () => Error
+  /**
+   * Request calls one requester may have waiting; more are refused with onRequesterFull().
+   * Default 32. Calls of no known requester share one turn and no such bound.
+   */
+  maxQueuedPerRequester?: number
+  onRequesterFull?: () => Error
+  /** A dropped call (nobody waits for it any more) rejects with this. */
+  onDropped?: () => Error
   /** Called when the gate starts pacing (the first 429 while open), after the pace is set. */
   onPacing?: () => void
   /** Told the queue length and the pace (0 while open) whenever either may have changed. */
@@ -54,6 +75,8 @@ export interface UpstreamGateOptions {
 
 interface Job<T> extends GateJob {
   started: boolean
+  /** The requester's turn in the round-robin ('' when unknown). */
+  readonly key: string
   readonly run: () => Promise<T>
   readonly resolve: (v: T) => void
   readonly reject: (e: unknown) => void
@@ -74,17 +97,26 @@ const GROWTH = 0.05
 const IDLE_RESET_MS = 30_000
 const MAX_THROTTLED_TRIES = 10
 const STARTS_PER_TURN = 16
+/**
+ * How long a queued call is kept after its last requester stopped waiting: a pod's SDK retries
+ * within 1-2 s (fromHttp and botocore wait 1 s), and finds the call still queued.
+ */
+export const ABANDONED_MS = 3000
 
 export class UpstreamGate {
   readonly #clock: Clock
   readonly #isThrottle: (err: unknown) => boolean
+  readonly #isAccepted: (err: unknown) => boolean
   readonly #initialWindow: number
   readonly #maxWindow: number
   readonly #maxQueue: number
   readonly #onFull: () => Error
+  readonly #maxQueuedPerRequester: number
+  readonly #onRequesterFull: () => Error
+  readonly #onDropped: () => Error
   readonly #onPacing: () => void
   readonly #onState: (queued: number, pacePerSecond: number) => void
-  readonly #requests = new JobQueue<AnyJob>()
+  readonly #requests = new FairQueue<AnyJob>()
   readonly #background = new JobQueue<AnyJob>()
   /** Completion times of successful calls over the last second (to size the first pace). */
   readonly #recentSuccesses: number[] = []
@@ -98,15 +130,21 @@ export class UpstreamGate {
   #lastCutMs = -Infinity
   #lastThrottleMs = -Infinity
   #timer: TimerHandle | undefined
+  #sweepTimer: TimerHandle | undefined
 
   constructor(opts: UpstreamGateOptions) {
     this.#clock = opts.clock
     this.#isThrottle = opts.isThrottle
+    this.#isAccepted = opts.isAccepted ?? ((): boolean => false)
     this.#initialWindow = opts.initialWindow ?? 8
     this.#maxWindow = Math.max(this.#initialWindow, opts.maxWindow ?? DEFAULT_MAX_WINDOW)
     this.#maxQueue = opts.maxQueue ?? 10_000
     this.#onFull =
       opts.onFull ?? (() => new Error('too many upstream calls waiting; try again later'))
+    this.#maxQueuedPerRequester = opts.maxQueuedPerRequester ?? 32
+    this.#onRequesterFull =
+      opts.onRequesterFull ?? (() => new Error('too many upstream calls waiting for one requester'))
+    this.#onDropped = opts.onDropped ?? (() => new Error('dropped: nobody waits for this call'))
     this.#onPacing = opts.onPacing ?? ((): void => {})
     this.#onState = opts.onState ?? ((): void => {})
     this.#window = this.#initialWindow
@@ -135,8 +173,10 @@ export class UpstreamGate {
       resolve = res
       reject = rej
     })
+    const key = opts.requester ?? ''
     const job: Job<T> = {
       started: false,
+      key,
       run,
       resolve,
       reject,
@@ -144,14 +184,22 @@ export class UpstreamGate {
       throttledTries: 0,
       startedAtMs: 0,
     }
-    if (!opts.background && this.#requests.length >= this.#maxQueue) {
-      reject(this.#onFull())
-      return { promise, job }
+    if (!opts.background) {
+      if (this.#requests.length >= this.#maxQueue) {
+        reject(this.#onFull())
+        return { promise, job }
+      }
+      if (key !== '' && this.#requests.lengthOf(key) >= this.#maxQueuedPerRequester) {
+        reject(this.#onRequesterFull())
+        return { promise, job }
+      }
     }
-    ;(opts.background ? this.#background : this.#requests).push(job as AnyJob)
+    if (opts.background) this.#background.push(job as AnyJob)
+    else this.#requests.push(key, job as AnyJob)
     opts.ticket?.place({
       queued: () => !job.started,
       etaMs: () => this.#waitMs(job as AnyJob),
+      abandoned: () => this.#sweepSoon(),
     })
     this.#pump()
     return { promise, job }
@@ -174,11 +222,34 @@ export class UpstreamGate {
     return job.started || this.#rate === Infinity ? undefined : this.etaMs(job)
   }
 
+  /** Calls that start before this one: its own place in the round-robin, not the whole queue. */
   #position(job: AnyJob): number {
-    const i = this.#requests.indexOf(job)
+    const i = this.#requests.ahead(job.key, job)
     if (i >= 0) return i
     const b = this.#background.indexOf(job)
     return b < 0 ? 0 : this.#requests.length + b
+  }
+
+  /** Whether nobody has waited for a queued request call for ABANDONED_MS. */
+  #isAbandoned(job: AnyJob, now: number): boolean {
+    const since = job.opts.ticket?.abandonedAtMs
+    return !job.opts.background && since !== undefined && now - since >= ABANDONED_MS
+  }
+
+  /** Drop abandoned calls ABANDONED_MS after a requester left (the queue metric then shows it). */
+  #sweepSoon(): void {
+    if (this.#sweepTimer !== undefined) return
+    this.#sweepTimer = this.#clock.setTimer(() => {
+      this.#sweepTimer = undefined
+      const now = this.#clock.now()
+      for (const job of this.#requests.removeWhere((j) => this.#isAbandoned(j, now))) {
+        job.reject(this.#onDropped())
+      }
+      let left = false
+      this.#requests.forEach((j) => (left ||= j.opts.ticket?.abandonedAtMs !== undefined))
+      if (left) this.#sweepSoon()
+      this.#publish()
+    }, ABANDONED_MS)
   }
 
   #pump(): void {
@@ -209,6 +280,10 @@ export class UpstreamGate {
       }
       const job = this.#requests.shift() ?? this.#background.shift()
       if (job === undefined) return
+      if (this.#isAbandoned(job, now)) {
+        job.reject(this.#onDropped())
+        continue
+      }
       try {
         job.opts.beforeStart?.()
       } catch (err) {
@@ -268,11 +343,13 @@ export class UpstreamGate {
           this.#onThrottle(job)
           if (!job.opts.background && ++job.throttledTries < MAX_THROTTLED_TRIES) {
             job.started = false
-            this.#requests.unshift(job)
+            this.#requests.unshift(job.key, job)
             this.#pumpSoon()
             job.opts.ticket?.changed()
             return
           }
+        } else if (this.#isAccepted(err)) {
+          this.#onSuccess()
         }
         job.reject(err)
         this.#pumpSoon()

@@ -86,6 +86,10 @@ export function baseConfig(over: Partial<ServerConfig> = {}): ServerConfig {
     maxServiceQps: 3,
     rotateCredentials: false,
     verbosity: 'trace',
+    negativeCacheTtlMs: 5000,
+    clientMissRate: 10,
+    clientMaxConnections: 256,
+    maxRequestRate: 0,
     ...over,
   }
 }
@@ -189,11 +193,15 @@ export async function startProcessMock(
   return { mock, issuer, url: await mock.start() }
 }
 
-/** A plain GET with chosen headers (for hostile requests no SDK would send). */
+/**
+ * A plain GET with chosen headers (for hostile requests no SDK would send), from `localAddress`
+ * when given (a pod of its own: any 127.x.y.z).
+ */
 export async function rawGet(
   url: string,
   headers: Record<string, string>,
   method = 'GET',
+  localAddress?: string,
 ): Promise<{
   status: number
   headers: Record<string, string | string[] | undefined>
@@ -211,6 +219,7 @@ export async function rawGet(
         headers,
         agent: false,
         setHost: false,
+        localAddress,
       },
       (res) => {
         const chunks: Buffer[] = []

@@ -1,15 +1,16 @@
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { cacheKey } from '../../../src/cache/cache-key.js'
-import type { CredentialCacheOptions } from '../../../src/cache/credential-cache.js'
+import type { CacheEntry, CredentialCacheOptions } from '../../../src/cache/credential-cache.js'
 import { CredentialCache } from '../../../src/cache/credential-cache.js'
 import { AgentError, UpstreamError } from '../../../src/errors.js'
 import { createMetrics } from '../../../src/metrics/metrics.js'
 import type { TokenClaims } from '../../../src/token/parse-token.js'
+import type { CheckedToken } from '../../../src/token/validity.js'
 import { NBF_SKEW_MS } from '../../../src/token/validity.js'
 import { isIrrecoverableEksAuthCode } from '../../../src/upstream/error-codes.js'
 import { gated } from '../../../src/upstream/gated-source.js'
-import type { SourceAnswer } from '../../../src/upstream/types.js'
+import type { CredentialSource, SourceAnswer } from '../../../src/upstream/types.js'
 import { ManualClock } from '../../../src/util/clock.js'
 import { createLogger, tokenDigest } from '../../../src/util/logger.js'
 import { DeferredSource, flush, podCredentials } from '../../helpers/deferred-source.js'
@@ -940,3 +941,184 @@ describe('CredentialCache logs', () => {
     expect(s.logs.leaking(secrets)).toEqual([])
   })
 })
+
+describe('CredentialCache remembered refusals (--negative-cache-ttl)', () => {
+  async function refuse(s: Setup, token: string, err: UpstreamError): Promise<unknown> {
+    const p = s.cache.resolve({ token, claims: s.claims() })
+    s.fetcher.last().reject(err)
+    return p.catch((e: unknown) => e)
+  }
+
+  it("answers an upstream's final refusal of a token again, without a call, for the window", async () => {
+    const s = setup({ refusalTtlMs: 5000 })
+    const token = tok('refused')
+    const first = await refuse(s, token, upstream('ResourceNotFoundException', 404))
+    expect(s.cache.refusal(token, s.clock.now())).toBe(first)
+    s.clock.advance(4999)
+    expect(s.cache.refusal(token, s.clock.now())).toBe(first)
+    expect(await s.metric('pod_identity_cache_refusals_replayed_total')).toBe(2)
+    expect(s.cache.refusal(tok('other'), s.clock.now())).toBeUndefined()
+    s.clock.advance(1)
+    expect(s.cache.refusal(token, s.clock.now())).toBeUndefined()
+    expect(s.fetcher.count).toBe(1)
+    // After the window a new call is made, and an association created meanwhile is picked up.
+    const p = s.cache.resolve({ token, claims: s.claims() })
+    s.fetcher.last().resolve(creds('associated', s.t0 + 6 * H))
+    expect((await p).body.toString()).toContain('ASIATESTassociated')
+  })
+
+  it.each([
+    ['InvalidTokenException', 400],
+    ['ExpiredTokenException', 400],
+    ['AccessDeniedException', 400],
+    ['InvalidParameterException', 400],
+    ['InvalidRequestException', 400],
+  ])('remembers %s', async (code, status) => {
+    const s = setup({ refusalTtlMs: 5000 })
+    const token = tok(code)
+    await refuse(s, token, upstream(code, status))
+    expect(s.cache.refusal(token, s.clock.now())?.code).toBe(code)
+  })
+
+  it('never remembers what can heal (throttling, 5xx, timeouts), nor anything when the window is 0', async () => {
+    const s = setup({ refusalTtlMs: 5000 })
+    for (const [code, status] of [
+      ['InternalServerException', 500],
+      ['ServiceUnavailableException', 503],
+    ] as const) {
+      const token = tok(code)
+      await refuse(s, token, upstream(code, status))
+      expect(s.cache.refusal(token, s.clock.now())).toBeUndefined()
+    }
+    const off = setup()
+    const token = tok('off')
+    await refuse(off, token, upstream('InvalidTokenException', 400))
+    expect(off.cache.refusal(token, off.clock.now())).toBeUndefined()
+  })
+
+  it('a renewal refused for good is remembered too, and the entry is evicted', async () => {
+    const s = setup({ refusalTtlMs: 5000, maxRetentionMs: 1 * H })
+    const token = tok('renewal-refused')
+    await prime(s, token, creds('r', s.t0 + 6 * H))
+    s.clock.advance(1 * H)
+    expect(s.cache.lookup(token, s.clock.now())).toBeDefined() // starts the renewal
+    s.fetcher.last().reject(upstream('AccessDeniedException', 400))
+    await flush()
+    await flush()
+    expect(s.cache.lookup(token, s.clock.now())).toBeUndefined()
+    expect(s.cache.refusal(token, s.clock.now())?.code).toBe('AccessDeniedException')
+  })
+})
+
+describe('CredentialCache, a pod flooding a throttling EKS Auth with forged tokens', () => {
+  /**
+   * EKS Auth on the manual clock: `rate` calls/s (burst as many), 20 ms latency; refuses forged
+   * tokens (InvalidTokenException) and answers others with credentials.
+   */
+  function throttlingEksAuth(
+    clock: ManualClock,
+    rate: number,
+  ): CredentialSource & { calls: number } {
+    let tokens = rate
+    let at = clock.now()
+    const source = {
+      calls: 0,
+      fetch(request: CheckedToken): Promise<SourceAnswer> {
+        source.calls++
+        const now = clock.now()
+        tokens = Math.min(rate, tokens + ((now - at) / 1000) * rate)
+        at = now
+        const ok = tokens >= 1
+        if (ok) tokens -= 1
+        return new Promise((resolve, reject) => {
+          clock.setTimer(() => {
+            if (!ok) reject(upstream('ThrottlingException', 429))
+            else if (request.token.includes('forged'))
+              reject(upstream('InvalidTokenException', 400))
+            else resolve(podCredentials('pod', clock.now() + 6 * H))
+          }, 20)
+        })
+      },
+      warmUp: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    }
+    return source
+  }
+
+  it.each([100, 5])(
+    'at %d calls/s: 2000 forged tokens from one source in 0.83 s leave a new pod served within 2 s, and the queue empties once nobody waits',
+    async (rate) => {
+      const clock = new ManualClock()
+      const registry = new Registry()
+      const metrics = createMetrics({ registry, version: 'test', processMetrics: false })
+      const upstreamSource = throttlingEksAuth(clock, rate)
+      const logs = logLines()
+      sinks.push(logs)
+      const cache = new CredentialCache({
+        source: gated(upstreamSource, { clock, metrics }),
+        clock,
+        metrics,
+        logger: createLogger('info', logs),
+        maxEntries: 2000,
+        maxRetentionMs: 3 * H,
+        refreshQps: 3,
+        refusalTtlMs: 5000,
+      })
+      const claims: TokenClaims = {
+        expMs: clock.now() + 24 * H,
+        nbfMs: -Infinity,
+        namespace: 'default',
+        serviceAccount: 'app',
+        podName: 'p',
+        podUid: 'u',
+      }
+      const flood: Promise<unknown>[] = []
+      for (let i = 0; i < 2000; i++) {
+        const token = tok(`forged-${i}`)
+        flood.push(cache.resolve({ token, claims }, '10.0.0.66').catch((e: unknown) => e))
+        if (i % 24 === 23) {
+          clock.advance(10) // 2000 requests in 0.83 s
+          await flush()
+        }
+      }
+      const t = clock.now()
+      let servedAt: number | undefined
+      const pod = cache.resolve({ token: tok('new-pod'), claims }, '10.0.0.7').then(
+        (e) => ((servedAt = clock.now()), e),
+        (e: unknown) => e,
+      )
+      await runFor(clock, 2000, 10)
+      expect(servedAt).toBeDefined()
+      expect((servedAt as number) - t).toBeLessThanOrEqual(2000)
+      expect(((await pod) as CacheEntry).body.toString()).toContain('ASIATESTpod')
+      // Every flood request got an answer (a refusal, or a 503 while its call was queued).
+      const outcomes = (await Promise.all(flood)) as AgentError[]
+      expect(outcomes.every((e) => e instanceof AgentError)).toBe(true)
+      // Nobody waits for the queued forged calls: they are dropped, unmade, within seconds.
+      await runFor(clock, 8000, 50)
+      expect(await metricOf(registry, 'pod_identity_upstream_queue_length')).toBe(0)
+      // Each forged request was called, dropped unmade, or refused at once because its source
+      // already had 32 calls queued (429 TooManyRequests).
+      const dropped = await metricOf(registry, 'pod_identity_upstream_calls_dropped_total')
+      const refused = await metricOf(registry, 'pod_identity_requests_limited_total')
+      const codes = outcomes.map((e) => e.code)
+      expect(codes.filter((c) => c === 'TooManyRequests')).toHaveLength(refused)
+      expect(refused).toBeGreaterThan(1000)
+      if (rate === 5) expect(dropped).toBeGreaterThan(0) // at 5/s its queued calls outlast their 503s
+      expect(upstreamSource.calls + dropped + refused).toBeGreaterThanOrEqual(2001)
+    },
+  )
+})
+
+async function metricOf(registry: Registry, name: string): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name)
+  return m?.values[0]?.value ?? NaN
+}
+
+/** Advance the clock in steps, letting promise callbacks run between steps. */
+async function runFor(clock: ManualClock, ms: number, step: number): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    clock.advance(step)
+    await flush()
+  }
+}

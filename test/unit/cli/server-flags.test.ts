@@ -79,8 +79,20 @@ describe('parseServerArgs flags', () => {
       '--rotate-credentials',
       '--verbosity',
       'debug',
+      '--negative-cache-ttl',
+      '10s',
+      '--client-miss-rate',
+      '4',
+      '--client-max-connections',
+      '32',
+      '--max-request-rate',
+      '1000',
     ])
     expect(r).toMatchObject({
+      negativeCacheTtl: '10s',
+      clientMissRate: '4',
+      clientMaxConnections: '32',
+      maxRequestRate: '1000',
       clusterName: 'c',
       metricsAddress: '127.0.0.1',
       metricsPort: '9100',
@@ -106,6 +118,22 @@ describe('parseServerArgs env vars', () => {
     expect(envName('max-credential-retention-before-renewal')).toBe(
       'POD_IDENTITY_AGENT_MAX_CREDENTIAL_RETENTION_BEFORE_RENEWAL',
     )
+  })
+
+  it('the limits read their env vars, and a flag wins', () => {
+    const env = {
+      POD_IDENTITY_AGENT_CLIENT_MISS_RATE: '0',
+      POD_IDENTITY_AGENT_CLIENT_MAX_CONNECTIONS: '16',
+      POD_IDENTITY_AGENT_MAX_REQUEST_RATE: '1000',
+      POD_IDENTITY_AGENT_NEGATIVE_CACHE_TTL: '0',
+    }
+    const r = raw(['-c', 'x', '--client-max-connections', '8'], env)
+    expect(r).toMatchObject({
+      clientMissRate: '0',
+      clientMaxConnections: '8',
+      maxRequestRate: '1000',
+      negativeCacheTtl: '0',
+    })
   })
 
   it('are used when the flag is absent', () => {

@@ -39,6 +39,10 @@ describe('buildServerConfig defaults', () => {
       maxServiceQps: 3,
       rotateCredentials: false,
       verbosity: 'info',
+      negativeCacheTtlMs: 5000,
+      clientMissRate: 10,
+      clientMaxConnections: 256,
+      maxRequestRate: 0,
     })
   })
 
@@ -55,6 +59,10 @@ describe('buildServerConfig defaults', () => {
       maxCredentialRetention: '3h',
       maxServiceQps: 3,
       rotateCredentials: false,
+      negativeCacheTtl: '5s',
+      clientMissRate: 10,
+      clientMaxConnections: 256,
+      maxRequestRate: 0,
     })
   })
 })
@@ -73,6 +81,10 @@ describe('buildServerConfig values', () => {
       maxServiceQps: '0.5',
       rotateCredentials: true,
       verbosity: 'TRACE',
+      negativeCacheTtl: '30s',
+      clientMissRate: '2.5',
+      clientMaxConnections: '64',
+      maxRequestRate: '1000',
     })
     expect(c).toMatchObject({
       port: 8080,
@@ -86,7 +98,31 @@ describe('buildServerConfig values', () => {
       maxServiceQps: 0.5,
       rotateCredentials: true,
       verbosity: 'trace',
+      negativeCacheTtlMs: 30_000,
+      clientMissRate: 2.5,
+      clientMaxConnections: 64,
+      maxRequestRate: 1000,
     })
+  })
+
+  it('the limits and the negative cache take 0 for off; the negative cache at most 1m', () => {
+    expect(
+      build({
+        negativeCacheTtl: '0',
+        clientMissRate: '0',
+        clientMaxConnections: '0',
+        maxRequestRate: '0',
+      }),
+    ).toMatchObject({
+      negativeCacheTtlMs: 0,
+      clientMissRate: 0,
+      clientMaxConnections: 0,
+      maxRequestRate: 0,
+    })
+    expect(build({ negativeCacheTtl: '1m' }).negativeCacheTtlMs).toBe(60_000)
+    expect(configError({ negativeCacheTtl: '61s' }).message).toBe(
+      '--negative-cache-ttl: "61s" is too long; at most 1m, so that a new association is picked up within a minute',
+    )
   })
 
   it('bind hosts: brackets stripped, commas split, duplicates dropped, lower case', () => {
@@ -161,6 +197,16 @@ describe('buildServerConfig errors name the flag', () => {
     [{ maxServiceQps: 'fast' }, '--max-service-qps'],
     [{ maxServiceQps: '' }, '--max-service-qps'],
     [{ maxServiceQps: 'Infinity' }, '--max-service-qps'],
+    [{ negativeCacheTtl: '5' }, '--negative-cache-ttl'],
+    [{ negativeCacheTtl: 'soon' }, '--negative-cache-ttl'],
+    [{ negativeCacheTtl: '2h' }, '--negative-cache-ttl'],
+    [{ clientMissRate: '-1' }, '--client-miss-rate'],
+    [{ clientMissRate: 'lots' }, '--client-miss-rate'],
+    [{ clientMissRate: '' }, '--client-miss-rate'],
+    [{ clientMaxConnections: '1.5' }, '--client-max-connections'],
+    [{ clientMaxConnections: '-2' }, '--client-max-connections'],
+    [{ maxRequestRate: 'Infinity' }, '--max-request-rate'],
+    [{ maxRequestRate: '-1000' }, '--max-request-rate'],
     [{ maxCacheSize: '-1' }, '--max-cache-size'],
     [{ maxCacheSize: '1.5' }, '--max-cache-size'],
     [{ endpoint: 'not a url' }, '--endpoint'],
@@ -177,7 +223,10 @@ describe('buildServerConfig errors name the flag', () => {
     expect(configError({ bindHosts: ['0.0.0.0'] }).message).toMatch(/wildcard/)
   })
 
-  it('a bad value is quoted in the message', () => {
+  it('a bad value is quoted in the message, with what is allowed', () => {
+    expect(configError({ clientMissRate: 'lots' }).message).toBe(
+      '--client-miss-rate: "lots" is not a rate; expected a number per second >= 0 (0 turns the limit off)',
+    )
     expect(configError({ port: 'http' }).message).toContain('"http"')
     expect(configError({ verbosity: 'loud' }).message).toContain('"loud"')
   })

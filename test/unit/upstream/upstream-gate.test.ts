@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest'
 import { CallTicket } from '../../../src/upstream/call-ticket.js'
-import type { SubmitOptions } from '../../../src/upstream/upstream-gate.js'
+import type { SubmitOptions, UpstreamGateOptions } from '../../../src/upstream/upstream-gate.js'
 import { UpstreamGate } from '../../../src/upstream/upstream-gate.js'
 import { ManualClock } from '../../../src/util/clock.js'
 import { deferred, flush } from '../../helpers/deferred-source.js'
@@ -364,5 +364,101 @@ describe('UpstreamGate, node boot herd against a throttling upstream', () => {
     for (const j of jobs) expect(await j.promise).toBe('creds')
     expect(up.stats.calls).toBe(250)
     expect(last).toBeLessThanOrEqual(1000)
+  })
+})
+
+describe('UpstreamGate, fair to every pod', () => {
+  /** A gate already pacing at `rate` calls/s (a lone 429 on an idle node, then growth). */
+  async function pacedGate(clock: ManualClock, extra: Partial<UpstreamGateOptions> = {}) {
+    const gate = new UpstreamGate({ clock, isThrottle, ...extra })
+    const first = gate.submit(() => Promise.reject(new Throttled()), req({ requester: 'x' }))
+    void first.promise.catch(() => {})
+    await flush()
+    expect(gate.pacePerSecond).toBe(1)
+    return gate
+  }
+
+  it('takes queued calls round-robin across requesters, and Retry-After follows a pod its own place', async () => {
+    const clock = new ManualClock()
+    const gate = await pacedGate(clock)
+    const order: string[] = []
+    const call = (name: string) => () => (order.push(name), Promise.resolve(name))
+    const flood = Array.from({ length: 20 }, (_, i) =>
+      gate.submit(call(`flood${i}`), req({ requester: '10.0.0.66' })),
+    )
+    const newcomer = gate.submit(call('newcomer'), req({ requester: '10.0.0.7' }))
+    // The throttled first call goes first (head of its own queue), then flood0, then the newcomer.
+    expect(gate.etaMs(newcomer.job)).toBe(1000 + 2 * 1000)
+    expect(gate.etaMs(flood[19]!.job)).toBeGreaterThan(19_000)
+    await runFor(clock, 3100, 50)
+    expect(order.slice(0, 2)).toEqual(['flood0', 'newcomer'])
+    expect(await newcomer.promise).toBe('newcomer')
+  })
+
+  it('refuses a requester its 33rd queued call, but not another requester', async () => {
+    const clock = new ManualClock()
+    const gate = await pacedGate(clock, { onRequesterFull: () => new Error('pod queue full') })
+    const { run } = handDriven()
+    for (let i = 0; i < 32; i++) gate.submit(run, req({ requester: 'flood' }))
+    await expect(gate.submit(run, req({ requester: 'flood' })).promise).rejects.toThrow(
+      'pod queue full',
+    )
+    expect(gate.submit(run, req({ requester: 'other' })).job.started).toBe(false)
+    expect(gate.queued).toBe(1 + 32 + 1)
+  })
+
+  it('drops a queued call nobody has waited for in 3 s, unmade; a retry within 3 s keeps it', async () => {
+    const clock = new ManualClock()
+    const dropped: number[] = []
+    let states = 0
+    const gate = await pacedGate(clock, {
+      onDropped: () => (dropped.push(clock.now()), new Error('dropped')),
+      onState: () => states++,
+    })
+    const made: string[] = []
+    const call = (name: string) => () => (made.push(name), Promise.resolve(name))
+    for (let i = 0; i < 5; i++) gate.submit(call(`busy${i}`), req({ requester: 'busy' }))
+    const gone = new CallTicket()
+    const kept = new CallTicket()
+    const goneJob = gate.submit(call('gone'), req({ requester: 'a', ticket: gone }))
+    const keptJob = gate.submit(call('kept'), req({ requester: 'b', ticket: kept }))
+    const goneOutcome = goneJob.promise.catch((e: unknown) => e)
+    gone.join()
+    kept.join()
+    gone.leave(clock.now()) // the pod got its 503 and never came back
+    kept.leave(clock.now())
+    clock.advance(2000)
+    kept.join() // the SDK's retry
+    clock.advance(500)
+    kept.leave(clock.now())
+    const t = clock.now()
+    clock.advance(600) // 3.1 s after the last requester of "gone" left
+    expect(await goneOutcome).toEqual(new Error('dropped'))
+    expect(dropped).toHaveLength(1)
+    expect(gate.queued).toBeLessThan(7)
+    expect(states).toBeGreaterThan(0)
+    await runFor(clock, 3500, 50) // before "kept" is 3 s abandoned, its turn comes
+    expect(made).toContain('kept')
+    expect(made).not.toContain('gone')
+    expect(await keptJob.promise).toBe('kept')
+    expect(clock.now() - t).toBeGreaterThan(2000)
+  })
+
+  it('counts a refusal the upstream answered (an invalid token) as accepted when sizing the pace', async () => {
+    const clock = new ManualClock()
+    class Refused extends Error {}
+    const gate = new UpstreamGate({
+      clock,
+      isThrottle,
+      isAccepted: (e) => e instanceof Refused,
+      initialWindow: 8,
+    })
+    const { calls, run } = handDriven()
+    const jobs = Array.from({ length: 8 }, () => gate.submit(run, req()))
+    for (const j of jobs) void j.promise.catch(() => {})
+    for (let i = 0; i < 6; i++) calls[i]!.reject(new Refused('InvalidTokenException'))
+    calls[6]!.reject(new Throttled())
+    await flush()
+    expect(gate.pacePerSecond).toBe(6)
   })
 })
