@@ -26,7 +26,7 @@ import type { ClientLimits } from './client-limits.js'
 import type { HostCheck } from './host-check.js'
 import { SERVER_OPTIONS } from './listeners.js'
 import type { ClientError } from './respond.js'
-import { sendClientError, sendError } from './respond.js'
+import { sendClientError, sendError, sendOnSocket } from './respond.js'
 
 export const CREDENTIALS_PATH = '/v1/credentials'
 /** Header the readiness self-check sends, so its 404s are not counted as pod traffic. */
@@ -253,4 +253,14 @@ export function createClientErrorHandler(o: {
       )
     }
   }
+}
+
+/**
+ * The credential listeners' 'connect' handler: a CONNECT gets the JSON 405 every other method
+ * gets (without a handler Node closes the connection unanswered), is counted, and is closed.
+ */
+export function createConnectHandler(o: {
+  metrics: AgentMetrics
+}): (req: IncomingMessage, socket: Duplex) => void {
+  return (_req, socket) => o.metrics.httpResponses.inc(sendOnSocket(socket, METHOD_NOT_ALLOWED))
 }

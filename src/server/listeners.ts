@@ -24,6 +24,11 @@ export const SERVER_OPTIONS = {
   keepAliveTimeout: 5_000,
   /** Largest header block accepted (bytes); larger requests get 431. */
   maxHeaderSize: 16 * 1024,
+  /**
+   * How often the two timeouts above are checked: a slow request gets its 408 at most this long
+   * after its timeout (Node's default, 30 s, made the 10 s header timeout 10-40 s).
+   */
+  connectionsCheckingInterval: 1000,
 } as const
 
 /** What the credential listeners add to a plain listen(). */
@@ -34,6 +39,8 @@ export interface CredentialListenOptions {
   requireHostHeader?: boolean
   /** Told of every new connection, after Node's own HTTP set-up (it may close the socket). */
   onConnection?: (socket: Socket) => void
+  /** Answers a CONNECT request; without it, Node closes the connection unanswered. */
+  onConnect?: (req: IncomingMessage, socket: Duplex) => void
 }
 
 export function listen(
@@ -48,6 +55,7 @@ export function listen(
   )
   if (opts.onClientError !== undefined) server.on('clientError', opts.onClientError)
   if (opts.onConnection !== undefined) server.on('connection', opts.onConnection)
+  if (opts.onConnect !== undefined) server.on('connect', opts.onConnect)
   server.keepAliveTimeout = SERVER_OPTIONS.keepAliveTimeout
   server.headersTimeout = SERVER_OPTIONS.headersTimeout
   server.requestTimeout = SERVER_OPTIONS.requestTimeout

@@ -16,7 +16,7 @@ export function errorBody(code: string, message: string): Buffer {
   return Buffer.from(JSON.stringify({ Code: code, Message: message }))
 }
 
-/** Extra headers some statuses carry. */
+/** Extra headers some statuses carry (flat name, value list). */
 function extraHeaders(err: AgentError): string[] {
   switch (err.statusCode) {
     case 405:
@@ -86,11 +86,20 @@ export function sendClientError(
     socket.destroy()
     return undefined
   }
-  const answer = clientErrorAnswer(err, maxHeaderBytes)
+  return sendOnSocket(socket, clientErrorAnswer(err, maxHeaderBytes))
+}
+
+/**
+ * Writes an AgentError as a whole HTTP/1.1 response straight on a socket no ServerResponse owns
+ * (a request Node refused, a CONNECT), with `Connection: close`, and closes it. Returns the status.
+ */
+export function sendOnSocket(socket: Duplex, answer: AgentError): number {
   const status = answer.statusCode
   const body = errorBody(answer.code, answer.message)
-  const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
-  socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]))
+  const extra = extraHeaders(answer)
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n`
+  for (let i = 0; i < extra.length; i += 2) head += `${extra[i]}: ${extra[i + 1]}\r\n`
+  socket.write(Buffer.concat([Buffer.from(`${head}Connection: close\r\n\r\n`, 'latin1'), body]))
   socket.destroy()
   return status
 }

@@ -10,7 +10,11 @@ import type { AgentMetrics } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { ClientLimits } from './client-limits.js'
-import { createClientErrorHandler, createCredentialHandler } from './credential-handler.js'
+import {
+  createClientErrorHandler,
+  createConnectHandler,
+  createCredentialHandler,
+} from './credential-handler.js'
 import { HostCheck } from './host-check.js'
 import type { BoundServer } from './listeners.js'
 import { bindCredentialListeners, closeServer, listen } from './listeners.js'
@@ -76,6 +80,7 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
   })
   const listeners = await bindCredentialListeners(handler, config.bindHosts, config.port, logger, {
     onClientError: createClientErrorHandler({ metrics, logger }),
+    onConnect: createConnectHandler({ metrics }),
     requireHostHeader: false,
     onConnection: (socket) => {
       if (!limits.admitConnection(socket)) socket.destroy()

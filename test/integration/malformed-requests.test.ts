@@ -19,15 +19,15 @@ interface RawAnswer {
   closed: boolean
 }
 
-/** Writes `bytes`, reads until the peer closes (or 3 s pass), parses one HTTP response. */
-function rawExchange(port: number, bytes: string | Buffer): Promise<RawAnswer> {
+/** Writes `bytes`, reads until the peer closes (or `waitMs` pass), parses one HTTP response. */
+function rawExchange(port: number, bytes: string | Buffer, waitMs = 3000): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let closed = false
     const socket = connect(port, '127.0.0.1', () => socket.write(bytes))
     socket.on('data', (c: Buffer) => chunks.push(c))
     socket.on('error', () => {}) // a reset after the answer is read like a close
-    const timer = setTimeout(() => socket.destroy(), 3000)
+    const timer = setTimeout(() => socket.destroy(), waitMs)
     socket.on('close', () => {
       clearTimeout(timer)
       closed = true
@@ -138,6 +138,46 @@ describe('requests Node refuses, and HTTP/1.1 without Host, on a credential list
     expectJsonError(old, 403, 'AccessDenied')
   })
 
+  it('CONNECT -> 405 MethodNotAllowed as JSON with Allow, connection closed', async () => {
+    const a = await rawExchange(
+      h.port,
+      `CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n`,
+    )
+    const body = expectJsonError(a, 405, 'MethodNotAllowed')
+    expect(body.Message).toBe('Method not allowed: use GET /v1/credentials')
+    expect(a.headers.allow).toBe('GET, HEAD')
+    expect(a.headers.connection).toBe('close')
+    expect(a.closed).toBe(true)
+  })
+
+  it('headers still incomplete 10 s after connecting -> 408 RequestTimeout within about a second of that, then closed', async () => {
+    const started = performance.now()
+    const a = await rawExchange(
+      h.port,
+      'GET /v1/credentials HTTP/1.1\r\nHost: 127.0.0.1\r\n',
+      15_000,
+    )
+    const elapsed = performance.now() - started
+    expectJsonError(a, 408, 'RequestTimeout')
+    expect(a.closed).toBe(true)
+    expect(elapsed).toBeGreaterThanOrEqual(9_900)
+    expect(elapsed).toBeLessThan(12_500) // the timeout, plus one 1 s check, plus slack
+  }, 20_000)
+
+  it('chunk extensions over the limit: 413 PayloadTooLarge while the request is unanswered; a request already answered (a hit) only has its connection closed', async () => {
+    const chunked = (t: string) =>
+      `GET /v1/credentials HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${t}\r\nTransfer-Encoding: chunked\r\n\r\n1;${'x'.repeat(20_000)}\r\na\r\n0\r\n\r\n`
+    const fresh = await rawExchange(h.port, chunked(await h.mint({ podName: 'chunky' })))
+    const body = expectJsonError(fresh, 413, 'PayloadTooLarge')
+    expect(body.Message).toBe('Chunk extensions too large')
+    expect(fresh.closed).toBe(true)
+    await h.sdkFetch(await h.tokenFile(token)) // cached: the hit is answered as its headers arrive
+    const answered = await rawExchange(h.port, chunked(token))
+    expect(answered.status).toBe(200)
+    expect(answered.closed).toBe(true)
+    expect(answered.body.match(/HTTP\/1\.1/g)).toBeNull() // one answer only
+  })
+
   it('counts every refusal in pod_identity_http_response, and pods are still served', async () => {
     const before = await h.metricsText()
     await rawExchange(h.port, 'get / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
@@ -150,6 +190,9 @@ describe('requests Node refuses, and HTTP/1.1 without Host, on a credential list
       metricValue(text, `pod_identity_http_response{code="${code}"}`) ?? 0
     expect(count(after, 400) - count(before, 400)).toBe(1)
     expect(count(after, 431) - count(before, 431)).toBe(1)
+    const connect = await rawExchange(h.port, 'CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n')
+    expect(connect.status).toBe(405)
+    expect(count(await h.metricsText(), 405) - count(after, 405)).toBe(1)
     const creds = await h.sdkFetch(await h.tokenFile(token))
     expect(creds.accessKeyId).toMatch(/^ASIA/)
   })
