@@ -37,6 +37,8 @@ export interface CredentialHandlerOptions {
   clock: Clock
   hostCheck: HostCheck
   limits: ClientLimits
+  /** `draining` turns true on shutdown: from then on every answer says `Connection: close`. */
+  lifecycle: { readonly draining: boolean }
   metrics: AgentMetrics
   logger: Logger
   /** Random value the readiness self-check sends in SELF_CHECK_HEADER. */
@@ -58,7 +60,7 @@ const MISSING_TOKEN = new MissingTokenError()
 const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
-  const { cache, clock, hostCheck, limits, logger } = o
+  const { cache, clock, hostCheck, limits, lifecycle, logger } = o
   const limitsRequests = limits.limitsRequests
   const responses = o.metrics.httpResponses
   const durations = o.metrics.requestDurations
@@ -74,7 +76,13 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     )
   }
 
+  /** While the agent shuts down, an answer tells the client not to reuse its connection. */
+  function lastOnConnection(res: ServerResponse): void {
+    if (lifecycle.draining) res.setHeader('Connection', 'close')
+  }
+
   function fail(res: ServerResponse, err: AgentError, head: boolean, t0: number): void {
+    lastOnConnection(res)
     sendError(res, err, head)
     responses.inc(err.statusCode)
     durations.observe(OUTCOME_ERROR, clock.monotonicMs() - t0)
@@ -87,6 +95,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   }
 
   function ok(res: ServerResponse, entry: CacheEntry, head: boolean): void {
+    lastOnConnection(res)
     res.writeHead(200, entry.headers as string[])
     res.end(head ? undefined : entry.body)
     responses.inc(200)
@@ -220,6 +229,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     // Node's parser is told not to refuse a missing Host (the credential path answers that
     // itself, as JSON), so every other path does too, as RFC 9112 section 3.2 asks.
     const err = req.headers.host === undefined && isHttp11(req) ? MISSING_HOST : NOT_FOUND
+    lastOnConnection(res)
     sendError(res, err, req.method === 'HEAD')
     if (req.headers[SELF_CHECK_HEADER] !== o.selfCheckNonce) responses.inc(err.statusCode)
   }

@@ -3,6 +3,7 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer } from 'node:http'
+import { Server as NetServer } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../util/logger.js'
@@ -111,6 +112,31 @@ export async function bindCredentialListeners(
     throw new Error(`could not bind any credential listener: ${failures.join(', ')}`)
   }
   return bound
+}
+
+/**
+ * Drain a credential listener on shutdown: stop accepting (new connections are refused) and keep
+ * every open connection until it closes by itself, or until graceMs have passed. The handler
+ * answers each request from then on with `Connection: close`, so a client that sends its next
+ * request back to back gets its answer and then a clean close; an idle keep-alive connection is
+ * closed by its keep-alive timeout, which clients are told of (`Keep-Alive: timeout=5`).
+ * http.Server's own close() would instead destroy every idle connection at once, resetting the
+ * request a busy client may already have sent on it; net.Server's close() (its base class) does
+ * only the first part.
+ */
+export function drainServer(s: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (!s.listening) {
+      resolve()
+      return
+    }
+    const hard = setTimeout(() => s.closeAllConnections(), graceMs)
+    hard.unref()
+    NetServer.prototype.close.call(s, () => {
+      clearTimeout(hard)
+      resolve()
+    })
+  })
 }
 
 /** Close a server: stop accepting, let in-flight requests finish, close idle keep-alive sockets. */

@@ -17,7 +17,7 @@ import {
 } from './credential-handler.js'
 import { HostCheck } from './host-check.js'
 import type { BoundServer } from './listeners.js'
-import { bindCredentialListeners, closeServer, listen } from './listeners.js'
+import { bindCredentialListeners, closeServer, drainServer, listen } from './listeners.js'
 import { createProbeHandler } from './probes.js'
 
 export interface Address {
@@ -69,11 +69,13 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     maxConnections: config.clientMaxConnections,
     requestRate: config.maxRequestRate,
   })
+  const lifecycle = { draining: false }
   const handler = createCredentialHandler({
     cache: o.cache,
     clock: o.clock,
     hostCheck: new HostCheck(config.bindHosts, config.port),
     limits,
+    lifecycle,
     metrics,
     logger,
     selfCheckNonce,
@@ -86,11 +88,10 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
       if (!limits.admitConnection(socket)) socket.destroy()
     },
   })
-  let shuttingDown = false
   const probes = {
     targets: () => listeners.map(addressOf),
     selfCheckNonce,
-    shuttingDown: () => shuttingDown,
+    shuttingDown: () => lifecycle.draining,
   }
   const others: BoundServer[] = []
   try {
@@ -117,8 +118,8 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     probe: addressOf(probeServer),
     metrics: addressOf(metricsServer),
     async close(graceMs) {
-      shuttingDown = true
-      await Promise.all(listeners.map((b) => closeServer(b.server, graceMs)))
+      lifecycle.draining = true
+      await Promise.all(listeners.map((b) => drainServer(b.server, graceMs)))
       await Promise.all(others.map((b) => closeServer(b.server, 1000)))
     },
   }
