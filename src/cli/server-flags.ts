@@ -133,7 +133,7 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     type: 'string',
     value: 'N',
     dflt: '256',
-    help: 'open connections per source address; more are closed unanswered; 0 = no limit',
+    help: 'connections per source address served at once; more are held unread until one of them closes; 0 = no limit',
   },
   {
     name: 'max-request-rate',

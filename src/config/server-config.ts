@@ -45,7 +45,7 @@ export interface ServerConfig {
   negativeCacheTtlMs: number
   /** Requests per second and source address that may start an upstream call (burst 2x); 0 = no limit. Default 10. */
   clientMissRate: number
-  /** Open connections per source address; 0 = no limit. Default 256. */
+  /** Connections per source address served at once (more are held unread); 0 = no limit. Default 256. */
   clientMaxConnections: number
   /** Requests per second on all credential listeners together (burst half of it); 0 = no limit (default). */
   maxRequestRate: number

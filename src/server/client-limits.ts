@@ -1,7 +1,14 @@
 // The limits of DESIGN section 4a, which protect what is scarce (the upstream's account-wide quota,
 // the event loop's fairness) and never a cache hit: how many connections one source address may
-// hold open, how many requests per second from it may start an upstream call, and optionally how
-// many requests per second the agent takes in all. Each refusal is counted by reason.
+// have served at once, how many requests per second from it may start an upstream call, and
+// optionally how many requests per second the agent takes in all. Each refusal is counted by
+// reason.
+//
+// A connection beyond its source's cap is held unread, not closed: it is served once one of the
+// source's served connections closes. Closing it at once would let a flooding client reconnect at
+// once, over and over: Node accepts one connection per turn of its event loop (libuv since 1.45),
+// so the kernel's accept queue would stay full of the flood's reconnections and every other
+// pod's new connection would wait there for seconds (bench/README.md, "Neighbours").
 
 import type { Socket } from 'node:net'
 import { LRUCache } from 'lru-cache'
@@ -15,7 +22,7 @@ export interface ClientLimitsOptions {
   metrics: Pick<AgentMetrics, 'requestsLimited'>
   /** Requests per second and source that may start an upstream call (burst 2x); 0 = no limit. */
   missRate: number
-  /** Open connections per source address; 0 = no limit. */
+  /** Connections per source address served at once (more are held unread); 0 = no limit. */
   maxConnections: number
   /** Requests per second on all credential listeners (burst half of it); 0 = no limit. */
   requestRate: number
@@ -23,6 +30,14 @@ export interface ClientLimitsOptions {
 
 /** Sources whose miss-rate bucket is remembered at most; forgetting one only forgives it. */
 const MAX_TRACKED_SOURCES = 16_384
+/** Connections held unread at most, all sources together; past it the oldest held one is closed. */
+export const MAX_HELD_CONNECTIONS = 4096
+
+/** One source address's connections: those served, and those held (oldest first) until one of them closes. */
+interface SourceConnections {
+  served: number
+  readonly held: Set<Socket>
+}
 
 export class ClientLimits {
   readonly #clock: Clock
@@ -30,8 +45,10 @@ export class ClientLimits {
   readonly #missRate: number
   readonly #maxConnections: number
   readonly #requestBucket: TokenBucket | undefined
-  /** Open connections per source address (a source with none has no entry). */
-  readonly #connections = new Map<string, number>()
+  /** Connections per source address (a source with none has no entry). */
+  readonly #sources = new Map<string, SourceConnections>()
+  /** Every held connection, oldest first, with its source address. */
+  readonly #held = new Map<Socket, string>()
   readonly #missBuckets = new LRUCache<string, TokenBucket>({ max: MAX_TRACKED_SOURCES })
 
   constructor(o: ClientLimitsOptions) {
@@ -53,31 +70,86 @@ export class ClientLimits {
     return this.#requestBucket !== undefined
   }
 
-  /** Open connections from `address` right now. */
+  /** Connections from `address` being served right now. */
   connectionsFrom(address: string): number {
-    return this.#connections.get(address) ?? 0
+    return this.#sources.get(address)?.served ?? 0
+  }
+
+  /** Connections held unread right now, all sources together. */
+  get held(): number {
+    return this.#held.size
   }
 
   /**
-   * A new connection: true when its source is under its cap (the connection is then counted until
-   * it closes); false when the caller must close it. A source under the cap is never refused
-   * because of another source's connections.
+   * A new connection. Under its source's cap it is served (and counted until it closes); at the
+   * cap it is held unread (counted as limited) until one of the source's served connections
+   * closes. A source under its cap is never held because of another source's connections.
    */
-  admitConnection(socket: Socket): boolean {
+  admitConnection(socket: Socket): void {
     const address = socket.remoteAddress
-    if (this.#maxConnections === 0 || address === undefined) return true
-    const open = this.#connections.get(address) ?? 0
-    if (open >= this.#maxConnections) {
-      this.#refused('connections')
-      return false
+    if (this.#maxConnections === 0 || address === undefined) return
+    let source = this.#sources.get(address)
+    if (source === undefined) {
+      source = { served: 0, held: new Set() }
+      this.#sources.set(address, source)
     }
-    this.#connections.set(address, open + 1)
-    socket.once('close', () => {
-      const left = (this.#connections.get(address) ?? 1) - 1
-      if (left <= 0) this.#connections.delete(address)
-      else this.#connections.set(address, left)
+    if (source.served < this.#maxConnections) {
+      this.#serve(address, source, socket)
+      return
+    }
+    this.#refused('connections')
+    // After Node's HTTP server has set the socket up: its set-up resumes reading on the next tick.
+    process.nextTick(() => {
+      if (this.#held.has(socket)) socket.pause()
     })
-    return true
+    source.held.add(socket)
+    this.#held.set(socket, address)
+    socket.once('close', () => {
+      if (!this.#held.delete(socket)) return
+      source.held.delete(socket)
+      this.#forgetIfIdle(address, source)
+    })
+    if (this.#held.size > MAX_HELD_CONNECTIONS) this.#closeOldestHeld()
+  }
+
+  /** Serve every held connection now (on shutdown: each gets its answer, then a close). */
+  releaseHeld(): void {
+    for (const socket of this.#held.keys()) socket.resume()
+    this.#held.clear()
+    for (const source of this.#sources.values()) source.held.clear()
+  }
+
+  #serve(address: string, source: SourceConnections, socket: Socket): void {
+    source.served++
+    socket.once('close', () => {
+      source.served--
+      this.#serveNextHeld(address, source)
+      this.#forgetIfIdle(address, source)
+    })
+  }
+
+  #serveNextHeld(address: string, source: SourceConnections): void {
+    for (const next of source.held) {
+      source.held.delete(next)
+      this.#held.delete(next)
+      if (next.destroyed) continue
+      this.#serve(address, source, next)
+      next.resume()
+      return
+    }
+  }
+
+  #forgetIfIdle(address: string, source: SourceConnections): void {
+    if (source.served === 0 && source.held.size === 0) this.#sources.delete(address)
+  }
+
+  #closeOldestHeld(): void {
+    const oldest = this.#held.entries().next().value
+    if (oldest === undefined) return
+    const [socket, address] = oldest
+    this.#held.delete(socket)
+    this.#sources.get(address)?.held.delete(socket)
+    socket.destroy()
   }
 
   /**

@@ -1,7 +1,8 @@
 // GET /v1/credentials. The hit path is written for the CPU budget of DESIGN section 8: one string
-// compare for the route, one pass over rawHeaders (no headers object is built), string compares
-// for the Host, a Map lookup by a number made of the token's tail (no string is hashed), a write
-// of pre-serialised bytes, and two monotonic clock reads for the request duration histogram.
+// compare for the route, the source's share of this event-loop turn (a Map lookup by its
+// address), one pass over rawHeaders (no headers object is built), string compares for the Host,
+// a Map lookup by a number made of the token's tail (no string is hashed), a write of
+// pre-serialised bytes, and two monotonic clock reads for the request duration histogram.
 // Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -24,6 +25,7 @@ import type { Logger } from '../util/logger.js'
 import { isoTime, rawLineWriter } from '../util/logger.js'
 import type { ClientLimits } from './client-limits.js'
 import type { HostCheck } from './host-check.js'
+import { TurnShare } from './turn-share.js'
 import { SERVER_OPTIONS } from './listeners.js'
 import type { ClientError } from './respond.js'
 import { sendClientError, sendError, sendOnSocket } from './respond.js'
@@ -47,6 +49,12 @@ export interface CredentialHandlerOptions {
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
+/**
+ * Answers per source address per turn of the event loop (turn-share.ts): a neighbour waits for at
+ * most this many of a flooding pod's answers (bench/README.md, "Neighbours").
+ */
+const ANSWERS_PER_TURN = 16
+
 // The refusals that take no argument, made once.
 const NOT_FOUND = new NotFoundError()
 const METHOD_NOT_ALLOWED = new MethodNotAllowedError()
@@ -61,6 +69,7 @@ const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
   const { cache, clock, hostCheck, limits, lifecycle, logger } = o
+  const turns = new TurnShare(ANSWERS_PER_TURN)
   const limitsRequests = limits.limitsRequests
   const responses = o.metrics.httpResponses
   const durations = o.metrics.requestDurations
@@ -139,8 +148,14 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     }
   }
 
+  /** A credential request, answered in its source's share of this turn or of a later one. */
   function credentials(req: IncomingMessage, res: ServerResponse): void {
     const t0 = clock.monotonicMs()
+    const source = req.socket.remoteAddress ?? ''
+    if (turns.take(source, () => answer(req, res, t0))) answer(req, res, t0)
+  }
+
+  function answer(req: IncomingMessage, res: ServerResponse, t0: number): void {
     const method = req.method
     const head = method === 'HEAD'
     if (limitsRequests) {

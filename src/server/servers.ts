@@ -84,9 +84,7 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     onClientError: createClientErrorHandler({ metrics, logger }),
     onConnect: createConnectHandler({ metrics }),
     requireHostHeader: false,
-    onConnection: (socket) => {
-      if (!limits.admitConnection(socket)) socket.destroy()
-    },
+    onConnection: (socket) => limits.admitConnection(socket),
   })
   const probes = {
     targets: () => listeners.map(addressOf),
@@ -119,6 +117,7 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     metrics: addressOf(metricsServer),
     async close(graceMs) {
       lifecycle.draining = true
+      limits.releaseHeld()
       await Promise.all(listeners.map((b) => drainServer(b.server, graceMs)))
       await Promise.all(others.map((b) => closeServer(b.server, 1000)))
     },

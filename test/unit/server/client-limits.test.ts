@@ -4,7 +4,7 @@ import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { createMetrics } from '../../../src/metrics/metrics.js'
 import type { ClientLimitsOptions } from '../../../src/server/client-limits.js'
-import { ClientLimits } from '../../../src/server/client-limits.js'
+import { ClientLimits, MAX_HELD_CONNECTIONS } from '../../../src/server/client-limits.js'
 import { ManualClock } from '../../../src/util/clock.js'
 
 function setup(over: Partial<ClientLimitsOptions> = {}) {
@@ -28,12 +28,28 @@ function setup(over: Partial<ClientLimitsOptions> = {}) {
   return { clock, limits, limited }
 }
 
-/** What admitConnection reads of a socket: its peer address and its 'close'. */
-function socketFrom(address: string): Socket & { close(): void } {
-  const s = new EventEmitter() as EventEmitter & { remoteAddress: string; close(): void }
+/** What admitConnection uses of a socket: its peer address, pause/resume, destroy and 'close'. */
+interface FakeSocket {
+  remoteAddress: string
+  paused: boolean
+  destroyed: boolean
+  close(): void
+}
+
+function socketFrom(address: string): Socket & FakeSocket {
+  const s = new EventEmitter() as EventEmitter & FakeSocket & Record<string, unknown>
   s.remoteAddress = address
+  s.paused = false
+  s.destroyed = false
+  s.pause = () => ((s.paused = true), s)
+  s.resume = () => ((s.paused = false), s)
   s.close = () => s.emit('close')
-  return s as unknown as Socket & { close(): void }
+  s.destroy = () => {
+    s.destroyed = true
+    s.emit('close')
+    return s
+  }
+  return s as unknown as Socket & FakeSocket
 }
 
 describe('ClientLimits, requests that would start an upstream call', () => {
@@ -69,31 +85,70 @@ describe('ClientLimits, requests that would start an upstream call', () => {
 })
 
 describe('ClientLimits, connections', () => {
-  it("caps one source's open connections, counts the refusals, and frees a slot on close", async () => {
+  it("serves a source's first 3 connections, holds the 4th unread until one of them closes, never another source's", async () => {
     const { limits, limited } = setup({ maxConnections: 3 })
-    const open = [1, 2, 3].map(() => socketFrom('10.0.0.5'))
-    for (const s of open) expect(limits.admitConnection(s)).toBe(true)
-    expect(limits.admitConnection(socketFrom('10.0.0.5'))).toBe(false)
-    expect(limits.admitConnection(socketFrom('10.0.0.6'))).toBe(true) // never another source's
+    const served = [1, 2, 3].map(() => socketFrom('10.0.0.5'))
+    for (const s of served) limits.admitConnection(s)
+    expect(served.some((s) => s.paused)).toBe(false)
+    const fourth = socketFrom('10.0.0.5')
+    limits.admitConnection(fourth)
+    await new Promise((resolve) => process.nextTick(resolve))
+    expect(fourth.paused).toBe(true)
+    expect(fourth.destroyed).toBe(false)
+    expect(limits.held).toBe(1)
+    const other = socketFrom('10.0.0.6')
+    limits.admitConnection(other)
+    expect(other.paused).toBe(false)
     expect(limits.connectionsFrom('10.0.0.5')).toBe(3)
-    open[0]!.close()
-    expect(limits.connectionsFrom('10.0.0.5')).toBe(2)
-    expect(limits.admitConnection(socketFrom('10.0.0.5'))).toBe(true)
+    served[0]!.close()
+    expect(fourth.paused).toBe(false) // served now, in the place of the one that closed
+    expect(limits.held).toBe(0)
+    expect(limits.connectionsFrom('10.0.0.5')).toBe(3)
     expect(await limited('connections')).toBe(1)
-    for (const s of open.slice(1)) s.close()
   })
 
-  it('forgets a source once its last connection closes', () => {
-    const { limits } = setup({ maxConnections: 2 })
-    const s = socketFrom('10.0.0.5')
-    limits.admitConnection(s)
-    s.close()
+  it('a held connection that closes is forgotten; a source with none left is forgotten', () => {
+    const { limits } = setup({ maxConnections: 1 })
+    const served = socketFrom('10.0.0.5')
+    const held = socketFrom('10.0.0.5')
+    limits.admitConnection(served)
+    limits.admitConnection(held)
+    held.destroy()
+    expect(limits.held).toBe(0)
+    served.close()
     expect(limits.connectionsFrom('10.0.0.5')).toBe(0)
+    const next = socketFrom('10.0.0.5')
+    limits.admitConnection(next)
+    expect(next.paused).toBe(false)
+  })
+
+  it(`holds at most ${MAX_HELD_CONNECTIONS} connections in all: past that the oldest held one is closed`, () => {
+    const { limits } = setup({ maxConnections: 1 })
+    limits.admitConnection(socketFrom('10.0.0.5'))
+    const held = Array.from({ length: MAX_HELD_CONNECTIONS + 1 }, () => socketFrom('10.0.0.5'))
+    for (const s of held) limits.admitConnection(s)
+    expect(held[0]!.destroyed).toBe(true)
+    expect(held.filter((s) => s.destroyed)).toHaveLength(1)
+    expect(limits.held).toBe(MAX_HELD_CONNECTIONS)
+  })
+
+  it('releaseHeld() serves every held connection (on shutdown)', () => {
+    const { limits } = setup({ maxConnections: 1 })
+    limits.admitConnection(socketFrom('10.0.0.5'))
+    const held = [1, 2].map(() => socketFrom('10.0.0.5'))
+    for (const s of held) limits.admitConnection(s)
+    limits.releaseHeld()
+    expect(held.map((s) => s.paused)).toEqual([false, false])
+    expect(limits.held).toBe(0)
   })
 
   it('0 is no cap', () => {
     const { limits } = setup({ maxConnections: 0 })
-    for (let i = 0; i < 1000; i++) expect(limits.admitConnection(socketFrom('10.0.0.5'))).toBe(true)
+    for (let i = 0; i < 1000; i++) {
+      const s = socketFrom('10.0.0.5')
+      limits.admitConnection(s)
+      expect(s.paused).toBe(false)
+    }
   })
 })
 
