@@ -10,6 +10,7 @@ import { bootHerd, sameTokenHerd } from './herd.js'
 import { cacheMicro } from './cache.js'
 import { memoryAndStartup } from './memory.js'
 import { mixedLoad } from './mixed.js'
+import { neighboursUnderFlood } from './neighbours.js'
 import { loadGenerator } from './lib/load.js'
 import {
   AGENT_IMAGE_ENV,
@@ -26,6 +27,7 @@ const WORKLOADS = {
   herd: sameTokenHerd,
   boot: bootHerd,
   mixed: mixedLoad,
+  neighbours: neighboursUnderFlood,
   memory: memoryAndStartup,
   cache: cacheMicro,
 }
@@ -36,6 +38,8 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
   boot    node boot herd: 250 pods at once, upstream 50 ms; then a mock throttling at 20/s,
           250 pods with the real SDK provider (its retries, the app asking again)
   mixed   250 warm pods polling (~1 s each) while 250 new pods arrive at once: warm-pod latency
+  neighbours  one pod floods over 2000 connections (hits, bogus, forged tokens, forged against a
+          throttling EKS Auth): two neighbours' latency, new connection and keep-alive
   memory  RSS idle / with 2000 entries / under load against bare node:http holding the same
           entries, bytes per entry, start-up to /readyz
   cache   credential cache in process, ns/op: hit (vs a plain Map.get), miss, coalesced miss,

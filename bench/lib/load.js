@@ -35,17 +35,26 @@ export function loadGenerator() {
 
 /**
  * One closed-loop run. watchPids: processes whose CPU time is measured over the run window.
+ * forgedPrefix (wrk only): instead of `token`, a forged token per request (wrk-token.lua).
  * Resolves { requests, rps, p50Us, p90Us, p99Us, p999Us, maxUs, errors, non2xx,
  *            cpuUs: {pid: us}, cpuUsPerRequest: {pid: us}, rss: {pid: bytes} }.
  */
-export async function runLoad({ url, token, connections, durationS, watchPids = [] }) {
+export async function runLoad({
+  url,
+  token,
+  forgedPrefix,
+  connections,
+  durationS,
+  watchPids = [],
+}) {
   const gen = loadGenerator()
+  if (forgedPrefix !== undefined && gen !== 'wrk') throw new Error('forged-token load needs wrk')
   const [command, args, env] =
     gen === 'wrk'
       ? [
           'wrk',
           ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', '5s', '-s', LUA, url],
-          { ...process.env, BENCH_TOKEN: token },
+          { ...process.env, BENCH_TOKEN: token ?? '', BENCH_FORGED_PREFIX: forgedPrefix ?? '' },
         ]
       : [
           process.execPath,

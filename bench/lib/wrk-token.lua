@@ -1,8 +1,17 @@
--- wrk script of the hot-path benchmark: sends the pod token (env BENCH_TOKEN) as the raw
--- Authorization header (wrk sets Host from the URL: 127.0.0.1:PORT) and prints one
--- machine-readable line with the summary and latency percentiles in microseconds.
+-- wrk script of the load benchmarks: sends the pod token (env BENCH_TOKEN) as the raw
+-- Authorization header (wrk sets Host from the URL: 127.0.0.1:PORT), or, with env
+-- BENCH_FORGED_PREFIX (a real token's header and claims, and the dot), a forged token per request:
+-- that prefix and a signature of its own. Prints one machine-readable line with the summary and
+-- latency percentiles in microseconds.
 local token = os.getenv("BENCH_TOKEN")
-if token ~= nil and token ~= "" then
+local forged = os.getenv("BENCH_FORGED_PREFIX")
+if forged ~= nil and forged ~= "" then
+  local n = 0
+  request = function()
+    n = n + 1
+    return wrk.format(nil, nil, { ["Authorization"] = forged .. string.format("f0rg3d%010d", n) })
+  end
+elseif token ~= nil and token ~= "" then
   wrk.headers["Authorization"] = token
 end
 

@@ -26,6 +26,14 @@ import { isoTime, rawLineWriter } from '../util/logger.js'
 import type { ClientLimits } from './client-limits.js'
 import type { HostCheck } from './host-check.js'
 import { TurnShare } from './turn-share.js'
+
+/** The credential listeners' turn share (answers per source per event-loop turn). */
+export function newTurnShare(): TurnShare {
+  return new TurnShare({
+    perTurn: ANSWERS_PER_TURN,
+    perTurnWhileConnecting: ANSWERS_PER_TURN_WHILE_CONNECTING,
+  })
+}
 import { SERVER_OPTIONS } from './listeners.js'
 import type { ClientError } from './respond.js'
 import { sendClientError, sendError, sendOnSocket } from './respond.js'
@@ -39,6 +47,8 @@ export interface CredentialHandlerOptions {
   clock: Clock
   hostCheck: HostCheck
   limits: ClientLimits
+  /** Each source's share of an event-loop turn (see newTurnShare). */
+  turns: TurnShare
   /** `draining` turns true on shutdown: from then on every answer says `Connection: close`. */
   lifecycle: { readonly draining: boolean }
   metrics: AgentMetrics
@@ -51,9 +61,11 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
 /**
  * Answers per source address per turn of the event loop (turn-share.ts): a neighbour waits for at
- * most this many of a flooding pod's answers (bench/README.md, "Neighbours").
+ * most this many of a flooding pod's answers (bench/README.md, "Neighbours"); fewer while new
+ * connections arrive, so that a burst of them is accepted quickly.
  */
 const ANSWERS_PER_TURN = 16
+const ANSWERS_PER_TURN_WHILE_CONNECTING = 1
 
 // The refusals that take no argument, made once.
 const NOT_FOUND = new NotFoundError()
@@ -69,7 +81,7 @@ const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
   const { cache, clock, hostCheck, limits, lifecycle, logger } = o
-  const turns = new TurnShare(ANSWERS_PER_TURN)
+  const turns = o.turns
   const limitsRequests = limits.limitsRequests
   const responses = o.metrics.httpResponses
   const durations = o.metrics.requestDurations

@@ -14,6 +14,7 @@ import {
   createClientErrorHandler,
   createConnectHandler,
   createCredentialHandler,
+  newTurnShare,
 } from './credential-handler.js'
 import { HostCheck } from './host-check.js'
 import type { BoundServer } from './listeners.js'
@@ -70,7 +71,9 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     requestRate: config.maxRequestRate,
   })
   const lifecycle = { draining: false }
+  const turns = newTurnShare()
   const handler = createCredentialHandler({
+    turns,
     cache: o.cache,
     clock: o.clock,
     hostCheck: new HostCheck(config.bindHosts, config.port),
@@ -84,7 +87,10 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     onClientError: createClientErrorHandler({ metrics, logger }),
     onConnect: createConnectHandler({ metrics }),
     requireHostHeader: false,
-    onConnection: (socket) => limits.admitConnection(socket),
+    onConnection: (socket) => {
+      turns.connected()
+      limits.admitConnection(socket)
+    },
   })
   const probes = {
     targets: () => listeners.map(addressOf),

@@ -6,7 +6,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 
 describe('TurnShare', () => {
   it("answers a source at most perTurn times a turn; the rest wait, in order, for later turns' shares", async () => {
-    const turns = new TurnShare(2)
+    const turns = new TurnShare({ perTurn: 2, perTurnWhileConnecting: 2 })
     const ran: string[] = []
     const now = (name: string, source = 'flood'): boolean =>
       turns.take(source, () => ran.push(name)) && ran.push(`${name} now`) > 0
@@ -30,7 +30,7 @@ describe('TurnShare', () => {
   })
 
   it('shares later turns round-robin across sources', async () => {
-    const turns = new TurnShare(1)
+    const turns = new TurnShare({ perTurn: 1, perTurnWhileConnecting: 1 })
     const ran: string[] = []
     for (const source of ['a', 'b']) {
       for (let i = 0; i < 3; i++) {
@@ -45,11 +45,24 @@ describe('TurnShare', () => {
   })
 
   it('a new turn gives a source its full share again', async () => {
-    const turns = new TurnShare(3)
+    const turns = new TurnShare({ perTurn: 3, perTurnWhileConnecting: 3 })
     for (let i = 0; i < 3; i++) expect(turns.take('s', () => {})).toBe(true)
     expect(turns.take('s', () => {})).toBe(false)
     await nextTurn()
     await nextTurn()
     for (let i = 0; i < 3; i++) expect(turns.take('s', () => {})).toBe(true)
+  })
+
+  it('while connections are accepted, a source gets the smaller share, this turn and the next', async () => {
+    const turns = new TurnShare({ perTurn: 4, perTurnWhileConnecting: 1 })
+    const ran: number[] = []
+    turns.connected()
+    const now = [0, 1, 2].map((i) => turns.take('flood', () => ran.push(i)))
+    expect(now).toEqual([true, false, false])
+    await nextTurn() // the turn after an accepted connection: 1 answer
+    expect(ran).toEqual([1])
+    await nextTurn() // no connection since: the full share again
+    expect(ran).toEqual([1, 2])
+    for (let i = 0; i < 4; i++) expect(turns.take('other', () => {})).toBe(true)
   })
 })
