@@ -11,6 +11,9 @@ import { cacheMicro } from './cache.js'
 import { memoryAndStartup } from './memory.js'
 import { mixedLoad } from './mixed.js'
 import { neighboursUnderFlood } from './neighbours.js'
+import { lockout } from './lockout.js'
+import { shutdownUnderLoad } from './shutdown.js'
+import { cacheChurn } from './churn.js'
 import { loadGenerator } from './lib/load.js'
 import {
   AGENT_IMAGE_ENV,
@@ -28,7 +31,10 @@ const WORKLOADS = {
   boot: bootHerd,
   mixed: mixedLoad,
   neighbours: neighboursUnderFlood,
+  lockout,
+  shutdown: shutdownUnderLoad,
   memory: memoryAndStartup,
+  churn: cacheChurn,
   cache: cacheMicro,
 }
 
@@ -38,10 +44,15 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
   boot    node boot herd: 250 pods at once, upstream 50 ms; then a mock throttling at 20/s,
           250 pods with the real SDK provider (its retries, the app asking again)
   mixed   250 warm pods polling (~1 s each) while 250 new pods arrive at once: warm-pod latency
+  lockout forged-token flood from one pod against EKS Auth throttling at 100/s: how soon a new
+          pod with the real SDK is served (defaults, and with --client-miss-rate 0)
+  shutdown  SIGTERM under wrk -c64 (back-to-back keep-alive requests): requests that reached the
+          agent and failed, time to exit
   neighbours  one pod floods over 2000 connections (hits, bogus, forged tokens, forged against a
           throttling EKS Auth): two neighbours' latency, new connection and keep-alive
   memory  RSS idle / with 2000 entries / under load against bare node:http holding the same
           entries, bytes per entry, start-up to /readyz
+  churn   RSS while 5000 tokens cycle through the 2000-entry cache, against the steady state
   cache   credential cache in process, ns/op: hit (vs a plain Map.get), miss, coalesced miss,
           renewal sweep; V8 heap bytes per entry (npm run bench:cache)
 env: BENCH_FULL=1 longer runs; BENCH_LOADGEN=autocannon to skip wrk; BENCH_IMAGE_ENV=0 runs

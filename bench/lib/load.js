@@ -98,6 +98,10 @@ export async function runLoad({
     p999Us: r.p999,
     maxUs: r.max,
     errors: r.connectErrors + r.readErrors + r.writeErrors + r.timeouts,
+    /** Connections that could not be opened (refused: nothing reached the server). */
+    connectErrors: r.connectErrors,
+    /** Requests sent that got no answer: read or write errors, timeouts. */
+    requestErrors: r.readErrors + r.writeErrors + r.timeouts,
     non2xx: r.statusErrors,
     cpuUs,
     cpuUsPerRequest,
