@@ -144,7 +144,7 @@ export function parseErrorResponse(
     code,
     message: message ?? `no error message (HTTP ${statusCode})`,
     requestId,
-    irrecoverable: isIrrecoverableEksAuthCode(code),
+    irrecoverable: isIrrecoverableEksAuthCode(code, statusCode),
   })
 }
 

@@ -34,9 +34,15 @@ export const AWS_AUTH_ERROR_CODES = [
 
 export type AwsAuthErrorCode = (typeof AWS_AUTH_ERROR_CODES)[number]
 
-/** Whether an EKS Auth error code judges the token for good. */
-export function isIrrecoverableEksAuthCode(code: string): boolean {
+/**
+ * Whether an EKS Auth error answer judges the token for good: one of the codes that say so, sent
+ * with a 4xx status. A 5xx is a server fault whatever code it carries (a proxy or a broken
+ * upstream may send one), so it is retried and never remembered.
+ */
+export function isIrrecoverableEksAuthCode(code: string, statusCode: number): boolean {
   return (
+    statusCode >= 400 &&
+    statusCode < 500 &&
     (EKS_AUTH_ERRORS as Record<string, { irrecoverable: boolean } | undefined>)[code]
       ?.irrecoverable === true
   )

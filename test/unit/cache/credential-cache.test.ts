@@ -124,7 +124,7 @@ function upstream(code: string, statusCode: number): UpstreamError {
     code,
     message: `upstream said ${code}`,
     requestId: 'req-1',
-    irrecoverable: isIrrecoverableEksAuthCode(code),
+    irrecoverable: isIrrecoverableEksAuthCode(code, statusCode),
   })
 }
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import {
   EKS_AUTH_ERROR_CODES,
   boundedCode,
+  EKS_AUTH_ERRORS,
   isIrrecoverableEksAuthCode,
 } from '../../../src/upstream/error-codes.js'
 
@@ -32,8 +33,10 @@ describe('boundedCode', () => {
 })
 
 describe('isIrrecoverableEksAuthCode', () => {
-  it("is true for the answers that judge the token (the reference's list and the other 400s)", () => {
-    const irrecoverable = EKS_AUTH_ERROR_CODES.filter(isIrrecoverableEksAuthCode)
+  it("is true for the answers that judge the token (the reference's list and the other 400s), with their own status", () => {
+    const irrecoverable = EKS_AUTH_ERROR_CODES.filter((c) =>
+      isIrrecoverableEksAuthCode(c, EKS_AUTH_ERRORS[c].status),
+    )
     expect(irrecoverable.sort()).toEqual([
       'AccessDeniedException',
       'ExpiredTokenException',
@@ -43,7 +46,15 @@ describe('isIrrecoverableEksAuthCode', () => {
       'ResourceNotFoundException',
     ])
     for (const c of ['ThrottlingException', 'InternalServerException', 'SomethingNew', '']) {
-      expect(isIrrecoverableEksAuthCode(c)).toBe(false)
+      expect(isIrrecoverableEksAuthCode(c, 400)).toBe(false)
     }
+  })
+
+  it('is false for a 5xx whatever its code says (a server fault is retried, never remembered)', () => {
+    for (const status of [500, 502, 503, 504]) {
+      expect(isIrrecoverableEksAuthCode('InvalidTokenException', status)).toBe(false)
+      expect(isIrrecoverableEksAuthCode('AccessDeniedException', status)).toBe(false)
+    }
+    expect(isIrrecoverableEksAuthCode('AccessDeniedException', 403)).toBe(true)
   })
 })
