@@ -13,6 +13,7 @@ const STATUS = {
   BadRequest: 400,
   RequestTimeout: 408,
   PayloadTooLarge: 413,
+  ExpectationFailed: 417,
   RequestHeaderFieldsTooLarge: 431,
   TooManyRequests: 429,
   UpstreamUnreachable: 502,
@@ -142,6 +143,14 @@ export class RequestTimeoutError extends LocalError {
 
 export class PayloadTooLargeError extends LocalError {
   static override readonly code: AgentErrorCode = 'PayloadTooLarge'
+}
+
+/** An `Expect` header other than 100-continue (Node would answer a bare 417). */
+export class ExpectationFailedError extends LocalError {
+  static override readonly code: AgentErrorCode = 'ExpectationFailed'
+  constructor() {
+    super('Unsupported Expect header: only 100-continue is understood')
+  }
 }
 
 export class HeaderFieldsTooLargeError extends LocalError {

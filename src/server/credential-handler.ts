@@ -11,6 +11,7 @@ import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
 import type { AgentError } from '../errors.js'
 import {
   BadRequestError,
+  ExpectationFailedError,
   MethodNotAllowedError,
   MissingTokenError,
   NotFoundError,
@@ -289,6 +290,22 @@ export function createClientErrorHandler(o: {
         'refused malformed request',
       )
     }
+  }
+}
+
+const EXPECTATION_FAILED = new ExpectationFailedError()
+
+/**
+ * The credential listeners' 'checkExpectation' handler: an `Expect` other than 100-continue gets
+ * the JSON 417 (Node's own answer is a bare one), is counted, and the connection is closed.
+ */
+export function createExpectationHandler(o: {
+  metrics: AgentMetrics
+}): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    res.setHeader('Connection', 'close')
+    sendError(res, EXPECTATION_FAILED, req.method === 'HEAD')
+    o.metrics.httpResponses.inc(EXPECTATION_FAILED.statusCode)
   }
 }
 

@@ -42,6 +42,8 @@ export interface CredentialListenOptions {
   onConnection?: (socket: Socket) => void
   /** Answers a CONNECT request; without it, Node closes the connection unanswered. */
   onConnect?: (req: IncomingMessage, socket: Duplex) => void
+  /** Answers a request whose `Expect` is not 100-continue; without it, Node sends a bare 417. */
+  onExpectation?: (req: IncomingMessage, res: ServerResponse) => void
 }
 
 export function listen(
@@ -57,6 +59,7 @@ export function listen(
   if (opts.onClientError !== undefined) server.on('clientError', opts.onClientError)
   if (opts.onConnection !== undefined) server.on('connection', opts.onConnection)
   if (opts.onConnect !== undefined) server.on('connect', opts.onConnect)
+  if (opts.onExpectation !== undefined) server.on('checkExpectation', opts.onExpectation)
   server.keepAliveTimeout = SERVER_OPTIONS.keepAliveTimeout
   server.headersTimeout = SERVER_OPTIONS.headersTimeout
   server.requestTimeout = SERVER_OPTIONS.requestTimeout

@@ -14,6 +14,7 @@ import {
   createClientErrorHandler,
   createConnectHandler,
   createCredentialHandler,
+  createExpectationHandler,
   newTurnShare,
 } from './credential-handler.js'
 import { HostCheck } from './host-check.js'
@@ -86,6 +87,7 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
   const listeners = await bindCredentialListeners(handler, config.bindHosts, config.port, logger, {
     onClientError: createClientErrorHandler({ metrics, logger }),
     onConnect: createConnectHandler({ metrics }),
+    onExpectation: createExpectationHandler({ metrics }),
     requireHostHeader: false,
     onConnection: (socket) => {
       turns.connected()
