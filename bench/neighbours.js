@@ -1,4 +1,4 @@
-// Neighbours under a one-pod flood (issue "one pod cannot lock a node out", DESIGN 4a). One pod
+// Neighbours under a one-pod flood (the agent's per-source limits and turn share). One pod
 // floods the agent from one source address over 2000 connections (wrk), while two neighbours ask
 // for their credentials every 20 ms from addresses of their own (bench/lib/neighbour-client.js):
 // one on a new connection per request, as an SDK's provider does, one on a keep-alive connection.
@@ -9,7 +9,7 @@
 //   would start an EKS Auth call; the per-source miss rate answers most with 429);
 // - forged, throttled: the same against a mock EKS Auth that throttles above 100 calls/s.
 // Each flood is measured against the neighbours' own latency without a flood in the same run;
-// the target is DESIGN's: p99 within 2 x the quiet p99 plus one event-loop round of the flood's
+// the target: p99 within 2 x the quiet p99 plus one event-loop round of the flood's
 // answers (16 per turn, turn-share.ts, at the agent's CPU per request during that flood). For
 // context, the hit flood also goes to a bare node:http server: what Node alone does.
 

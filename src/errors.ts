@@ -239,7 +239,7 @@ export class QueueFullError extends LocalError {
 }
 
 /**
- * A limit of DESIGN section 4a refused the request before any upstream call: the source's rate of
+ * A per-source or agent-wide limit refused the request before any upstream call: the source's rate of
  * requests that need new credentials, its queued calls, or the agent's request rate.
  */
 export class TooManyRequestsError extends LocalError {

@@ -304,15 +304,17 @@ export function fetchCredentials(agent, token) {
  * The bare node:http baseline sending bodyFile's bytes; resolves once it listens. wrap,
  * readyTimeoutMs, stopGraceMs: as for startAgent. hold: it keeps a token, body and headers per
  * distinct Authorization header, as the agent's cache does, and runs as the image runs the agent
- * (environment and node flags: the memory floor).
+ * (environment and V8 flags, not its preloads: the memory floor).
  */
 export async function startBare(
   bodyFile,
   { nodeArgs = [], wrap = [], readyTimeoutMs = 10_000, stopGraceMs = 3000, hold = false } = {},
 ) {
   const port = await freePort()
+  // The floor compiles and collects as the agent does (the image's V8 flags), but loads none of
+  // the modules the image preloads for the agent (undici, keep-tick-object.mjs): it uses neither.
   const args = [
-    ...(hold ? AGENT_IMAGE_NODE_ARGS : []),
+    ...(hold ? AGENT_IMAGE_NODE_ARGS.filter((a) => !a.startsWith('--import=')) : []),
     ...nodeArgs,
     BARE,
     String(port),

@@ -76,8 +76,9 @@ export interface RawServerOptions {
 /** The longest --negative-cache-ttl: a refusal must not hide a new association for long. */
 export const MAX_NEGATIVE_CACHE_TTL_MS = 60_000
 
-function portOr(flag: string, value: string | undefined, dflt: number): number {
-  return value === undefined ? dflt : parsePort(flag, value)
+/** A flag's value parsed, or its default when it was not given. */
+function valueOr<T>(value: string | undefined, dflt: T, parse: (v: string) => T): T {
+  return value === undefined ? dflt : parse(value)
 }
 
 function parseNonNegativeInt(flag: string, value: string): number {
@@ -173,59 +174,52 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
   }
   parseClusterName('--cluster-name', clusterName)
   const bindHosts = parseBindHosts(raw.bindHosts ?? [...DEFAULT_BIND_HOSTS])
-  const port = portOr('--port', raw.port, 80)
-  const probePort = portOr('--probe-port', raw.probePort, 2703)
-  const metricsPort = portOr('--metrics-port', raw.metricsPort, 2705)
+  const port = valueOr(raw.port, 80, (v) => parsePort('--port', v))
+  const probePort = valueOr(raw.probePort, 2703, (v) => parsePort('--probe-port', v))
+  const metricsPort = valueOr(raw.metricsPort, 2705, (v) => parsePort('--metrics-port', v))
   if (probePort !== 0 && probePort === metricsPort) {
     throw new ConfigError(
       `--probe-port and --metrics-port are both ${probePort}; they must differ (the metrics server also serves the probes)`,
     )
   }
   const metricsAddress = parseMetricsAddress(raw.metricsAddress ?? '0.0.0.0')
-  const maxCacheSize =
-    raw.maxCacheSize === undefined
-      ? 2000
-      : parseNonNegativeInt('--max-cache-size', raw.maxCacheSize)
-  const maxCredentialRetentionMs =
-    raw.maxCredentialRetention === undefined
-      ? 3 * 3_600_000
-      : parseDuration(
-          '--max-credential-retention-before-renewal',
-          raw.maxCredentialRetention,
-          'e.g. 3h, 90m, 1h30m or 0 (0 disables caching)',
-        )
-  const maxServiceQps =
-    raw.maxServiceQps === undefined ? 3 : parseRate('--max-service-qps', raw.maxServiceQps)
-  const negativeCacheTtlMs =
-    raw.negativeCacheTtl === undefined
-      ? 5000
-      : parseDuration('--negative-cache-ttl', raw.negativeCacheTtl, 'e.g. 5s, 30s or 0 (0 = off)')
-  if (negativeCacheTtlMs > MAX_NEGATIVE_CACHE_TTL_MS) {
-    throw badValue(
-      '--negative-cache-ttl',
-      raw.negativeCacheTtl ?? '',
-      'is too long; at most 1m, so that a new association is picked up within a minute',
-    )
-  }
-  const clientMissRate =
-    raw.clientMissRate === undefined
-      ? 10
-      : parseRate('--client-miss-rate', raw.clientMissRate, 'turns the limit off')
-  const clientMaxConnections =
-    raw.clientMaxConnections === undefined
-      ? 256
-      : parseNonNegativeInt('--client-max-connections', raw.clientMaxConnections)
-  const maxRequestRate =
-    raw.maxRequestRate === undefined
-      ? 0
-      : parseRate('--max-request-rate', raw.maxRequestRate, 'turns the limit off')
+  const maxCacheSize = valueOr(raw.maxCacheSize, 2000, (v) =>
+    parseNonNegativeInt('--max-cache-size', v),
+  )
+  const maxCredentialRetentionMs = valueOr(raw.maxCredentialRetention, 3 * 3_600_000, (v) =>
+    parseDuration(
+      '--max-credential-retention-before-renewal',
+      v,
+      'e.g. 3h, 90m, 1h30m or 0 (0 disables caching)',
+    ),
+  )
+  const maxServiceQps = valueOr(raw.maxServiceQps, 3, (v) => parseRate('--max-service-qps', v))
+  const negativeCacheTtlMs = valueOr(raw.negativeCacheTtl, 5000, (v) => {
+    const ms = parseDuration('--negative-cache-ttl', v, 'e.g. 5s, 30s or 0 (0 = off)')
+    if (ms > MAX_NEGATIVE_CACHE_TTL_MS) {
+      throw badValue(
+        '--negative-cache-ttl',
+        v,
+        'is too long; at most 1m, so that a new association is picked up within a minute',
+      )
+    }
+    return ms
+  })
+  const clientMissRate = valueOr(raw.clientMissRate, 10, (v) =>
+    parseRate('--client-miss-rate', v, 'turns the limit off'),
+  )
+  const clientMaxConnections = valueOr(raw.clientMaxConnections, 256, (v) =>
+    parseNonNegativeInt('--client-max-connections', v),
+  )
+  const maxRequestRate = valueOr(raw.maxRequestRate, 0, (v) =>
+    parseRate('--max-request-rate', v, 'turns the limit off'),
+  )
   let endpoint: string | undefined
   if (raw.endpoint !== undefined && raw.endpoint !== '') {
     validateEndpointUrl(raw.endpoint, '--endpoint')
     endpoint = raw.endpoint.replace(/\/+$/, '')
   }
-  const verbosity =
-    raw.verbosity === undefined ? 'info' : parseLogLevel('--verbosity', raw.verbosity)
+  const verbosity = valueOr<LogLevel>(raw.verbosity, 'info', (v) => parseLogLevel('--verbosity', v))
   // Checked after the flags, so a bad flag is reported as itself wherever the agent runs.
   const region = regionFrom(env)
   return {

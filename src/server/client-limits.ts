@@ -1,4 +1,4 @@
-// The limits of DESIGN section 4a, which protect what is scarce (the upstream's account-wide quota,
+// The agent's limits, which protect what is scarce (the upstream's account-wide quota,
 // the event loop's fairness) and never a cache hit: how many connections one source address may
 // have served at once, how many requests per second from it may start an upstream call, and
 // optionally how many requests per second the agent takes in all. Each refusal is counted by

@@ -6,12 +6,10 @@
 // Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
 import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
 import type { AgentError } from '../errors.js'
 import {
   BadRequestError,
-  ExpectationFailedError,
   MethodNotAllowedError,
   MissingTokenError,
   NotFoundError,
@@ -28,16 +26,7 @@ import type { ClientLimits } from './client-limits.js'
 import type { HostCheck } from './host-check.js'
 import { TurnShare } from './turn-share.js'
 
-/** The credential listeners' turn share (answers per source per event-loop turn). */
-export function newTurnShare(): TurnShare {
-  return new TurnShare({
-    perTurn: ANSWERS_PER_TURN,
-    perTurnWhileConnecting: ANSWERS_PER_TURN_WHILE_CONNECTING,
-  })
-}
-import { SERVER_OPTIONS } from './listeners.js'
-import type { ClientError } from './respond.js'
-import { sendClientError, sendError, sendOnSocket } from './respond.js'
+import { sendError } from './respond.js'
 
 export const CREDENTIALS_PATH = '/v1/credentials'
 /** Header the readiness self-check sends, so its 404s are not counted as pod traffic. */
@@ -68,6 +57,14 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 const ANSWERS_PER_TURN = 16
 const ANSWERS_PER_TURN_WHILE_CONNECTING = 1
 
+/** The credential listeners' turn share (answers per source per event-loop turn). */
+export function newTurnShare(): TurnShare {
+  return new TurnShare({
+    perTurn: ANSWERS_PER_TURN,
+    perTurnWhileConnecting: ANSWERS_PER_TURN_WHILE_CONNECTING,
+  })
+}
+
 // The refusals that take no argument, made once.
 const NOT_FOUND = new NotFoundError()
 const METHOD_NOT_ALLOWED = new MethodNotAllowedError()
@@ -81,8 +78,7 @@ const MISSING_TOKEN = new MissingTokenError()
 const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
-  const { cache, clock, hostCheck, limits, lifecycle, logger } = o
-  const turns = o.turns
+  const { cache, clock, hostCheck, limits, lifecycle, logger, turns } = o
   const limitsRequests = limits.limitsRequests
   const responses = o.metrics.httpResponses
   const durations = o.metrics.requestDurations
@@ -265,56 +261,4 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
 
 function isHttp11(req: IncomingMessage): boolean {
   return req.httpVersionMajor === 1 && req.httpVersionMinor === 1
-}
-
-export type ClientErrorHandler = (err: ClientError, socket: Duplex) => void
-
-/**
- * The credential listeners' 'clientError' handler: a request Node's parser refused (malformed,
- * headers over the limit, too slow) gets the same JSON error as every other refusal, is counted
- * in pod_identity_http_response, and the connection is closed.
- */
-export function createClientErrorHandler(o: {
-  metrics: AgentMetrics
-  logger: Logger
-}): ClientErrorHandler {
-  const responses = o.metrics.httpResponses
-  const debug = o.logger.isLevelEnabled('debug')
-  return (err, socket) => {
-    const status = sendClientError(socket, err, SERVER_OPTIONS.maxHeaderSize)
-    if (status === undefined) return
-    responses.inc(status)
-    if (debug) {
-      o.logger.debug(
-        { event: 'request_refused', status, code: err.code, error: err.reason },
-        'refused malformed request',
-      )
-    }
-  }
-}
-
-const EXPECTATION_FAILED = new ExpectationFailedError()
-
-/**
- * The credential listeners' 'checkExpectation' handler: an `Expect` other than 100-continue gets
- * the JSON 417 (Node's own answer is a bare one), is counted, and the connection is closed.
- */
-export function createExpectationHandler(o: {
-  metrics: AgentMetrics
-}): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
-    res.setHeader('Connection', 'close')
-    sendError(res, EXPECTATION_FAILED, req.method === 'HEAD')
-    o.metrics.httpResponses.inc(EXPECTATION_FAILED.statusCode)
-  }
-}
-
-/**
- * The credential listeners' 'connect' handler: a CONNECT gets the JSON 405 every other method
- * gets (without a handler Node closes the connection unanswered), is counted, and is closed.
- */
-export function createConnectHandler(o: {
-  metrics: AgentMetrics
-}): (req: IncomingMessage, socket: Duplex) => void {
-  return (_req, socket) => o.metrics.httpResponses.inc(sendOnSocket(socket, METHOD_NOT_ALLOWED))
 }

@@ -10,13 +10,12 @@ import type { AgentMetrics } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { ClientLimits } from './client-limits.js'
+import { createCredentialHandler, newTurnShare } from './credential-handler.js'
 import {
   createClientErrorHandler,
   createConnectHandler,
-  createCredentialHandler,
   createExpectationHandler,
-  newTurnShare,
-} from './credential-handler.js'
+} from './early-refusals.js'
 import { HostCheck } from './host-check.js'
 import type { BoundServer } from './listeners.js'
 import { bindCredentialListeners, closeServer, drainServer, listen } from './listeners.js'
@@ -74,11 +73,11 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
   const lifecycle = { draining: false }
   const turns = newTurnShare()
   const handler = createCredentialHandler({
-    turns,
     cache: o.cache,
     clock: o.clock,
     hostCheck: new HostCheck(config.bindHosts, config.port),
     limits,
+    turns,
     lifecycle,
     metrics,
     logger,

@@ -16,8 +16,8 @@
 //   MAX_THROTTLED_TRIES its waiters get the 429.
 // - Back to open after IDLE_RESET_MS without a 429 and with nothing queued.
 // A queued request call that everybody who asked for it has given up on (they got a 503 or an
-// answer and did not ask again within ABANDONED_MS) is dropped without being made, and each pod
-// may have at most `maxQueuedPerRequester` calls waiting.
+// answer and did not ask again within ABANDONED_MS) is dropped without being made, and while
+// paced each pod may have at most `maxQueuedPerRequester` calls waiting.
 // Nothing here runs on the hot path (a cache hit): only misses and renewals come through.
 // Over 250 lines: the open and paced states share the queues, the window and the rate, and each
 // rule reads best beside the others.
@@ -60,8 +60,8 @@ export interface UpstreamGateOptions {
   maxQueue?: number
   onFull?: () => Error
   /**
-   * Request calls one requester may have waiting; more are refused with onRequesterFull().
-   * Default 32. Calls of no known requester share one turn and no such bound.
+   * Request calls one requester may have waiting while paced; more are refused with
+   * onRequesterFull(). Default 32. Calls of no known requester share one turn and no such bound.
    */
   maxQueuedPerRequester?: number
   onRequesterFull?: () => Error
@@ -189,7 +189,11 @@ export class UpstreamGate {
         reject(this.#onFull())
         return { promise, job }
       }
-      if (key !== '' && this.#requests.lengthOf(key) >= this.#maxQueuedPerRequester) {
+      if (
+        this.#rate !== Infinity &&
+        key !== '' &&
+        this.#requests.lengthOf(key) >= this.#maxQueuedPerRequester
+      ) {
         reject(this.#onRequesterFull())
         return { promise, job }
       }

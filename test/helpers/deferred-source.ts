@@ -3,6 +3,7 @@
 
 import type { CheckedToken } from '../../src/token/validity.js'
 import type { CredentialSource, FetchOptions, SourceAnswer } from '../../src/upstream/types.js'
+import type { ManualClock } from '../../src/util/clock.js'
 
 export interface Deferred<T> {
   promise: Promise<T>
@@ -63,6 +64,14 @@ export class DeferredSource implements CredentialSource {
 /** Let every pending promise callback run (no timers, no sleeping). */
 export function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Advance a manual clock by `ms` in steps, letting promise callbacks run between steps. */
+export async function runFor(clock: ManualClock, ms: number, step = 5): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    clock.advance(step)
+    await flush()
+  }
 }
 
 /** A distinctive answer for call `n`: credentials expiring at `expirationMs`. */

@@ -17,23 +17,12 @@ import { AGENT_ERROR_CODES } from '../../src/errors.js'
 import { EKS_AUTH_ERROR_CODES } from '../../src/upstream/error-codes.js'
 import type { Harness } from '../helpers/harness.js'
 import { metricValue, startHarness } from '../helpers/harness.js'
+import { seededRandom } from '../helpers/seeded.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261207)
 const REQUESTS = 10_000
 const CONCURRENCY = 16
 const KNOWN_CODES = new Set<string>([...AGENT_ERROR_CODES, ...EKS_AUTH_ERROR_CODES])
-
-/** mulberry32: a small seeded generator, [0, 1). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Answer {
   /** Each response read, in order. */
@@ -355,7 +344,7 @@ describe(`fuzzed requests (seed ${SEED})`, () => {
   it('answers each of 10,000 with well-formed HTTP: credentials, or a JSON error with a known code; never a 500, a crash or a hang', async () => {
     const { statuses, problems, unanswered } = await run(
       REQUESTS,
-      fuzzer(generator(SEED), h.port, tokens),
+      fuzzer(seededRandom(SEED), h.port, tokens),
       true,
     )
     expect(problems.slice(0, 10)).toEqual([])
@@ -367,7 +356,7 @@ describe(`fuzzed requests (seed ${SEED})`, () => {
   it('answers every one of 2,000 whole requests with mutated values on an open connection', async () => {
     const { statuses, problems, unanswered } = await run(
       2000,
-      fuzzer(generator(SEED + 1), h.port, tokens, true),
+      fuzzer(seededRandom(SEED + 1), h.port, tokens, true),
       false,
     )
     expect(problems.slice(0, 10)).toEqual([])

@@ -13,20 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { EKS_AUTH_ERRORS } from '../../src/upstream/error-codes.js'
 import type { Harness } from '../helpers/harness.js'
 import { metricValue, rawGet, startHarness } from '../helpers/harness.js'
+import { seededRandom } from '../helpers/seeded.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261207)
 const CASES = 160
-
-function generator(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function successBody(expiration: number): Record<string, unknown> {
   return {
@@ -218,7 +208,7 @@ describe(`EKS Auth answers fuzzed (seed ${SEED})`, () => {
   let all: ReturnType<typeof cases>
 
   beforeAll(async () => {
-    all = cases(generator(SEED))
+    all = cases(seededRandom(SEED))
     upstream = createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
@@ -242,7 +232,7 @@ describe(`EKS Auth answers fuzzed (seed ${SEED})`, () => {
   })
 
   it(`${CASES} pods each get the answer their case calls for, in time, and only credentials are cached`, async () => {
-    const rand = generator(SEED + 1)
+    const rand = seededRandom(SEED + 1)
     const problems: string[] = []
     const seen: Record<string, number> = {}
     const one = async (i: number): Promise<void> => {

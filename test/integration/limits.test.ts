@@ -1,4 +1,4 @@
-// The limits of DESIGN section 4a and remembered refusals, on the real agent over real sockets,
+// The per-source and agent-wide limits and remembered refusals, on the real agent over real sockets,
 // through fromHttp and botocore where a pod would see them: what a pod is answered, what reaches
 // EKS Auth (the mock's call count), and pod_identity_requests_limited_total{reason}.
 

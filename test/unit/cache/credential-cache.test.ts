@@ -13,7 +13,7 @@ import { gated } from '../../../src/upstream/gated-source.js'
 import type { CredentialSource, SourceAnswer } from '../../../src/upstream/types.js'
 import { ManualClock } from '../../../src/util/clock.js'
 import { createLogger, tokenDigest } from '../../../src/util/logger.js'
-import { DeferredSource, flush, podCredentials } from '../../helpers/deferred-source.js'
+import { DeferredSource, flush, podCredentials, runFor } from '../../helpers/deferred-source.js'
 import type { LogLines } from '../../helpers/log-lines.js'
 import { logLines } from '../../helpers/log-lines.js'
 
@@ -1113,12 +1113,4 @@ describe('CredentialCache, a pod flooding a throttling EKS Auth with forged toke
 async function metricOf(registry: Registry, name: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name)
   return m?.values[0]?.value ?? NaN
-}
-
-/** Advance the clock in steps, letting promise callbacks run between steps. */
-async function runFor(clock: ManualClock, ms: number, step: number): Promise<void> {
-  for (let t = 0; t < ms; t += step) {
-    clock.advance(step)
-    await flush()
-  }
 }

@@ -6,7 +6,7 @@ import { CallTicket } from '../../../src/upstream/call-ticket.js'
 import type { SubmitOptions, UpstreamGateOptions } from '../../../src/upstream/upstream-gate.js'
 import { UpstreamGate } from '../../../src/upstream/upstream-gate.js'
 import { ManualClock } from '../../../src/util/clock.js'
-import { deferred, flush } from '../../helpers/deferred-source.js'
+import { deferred, flush, runFor } from '../../helpers/deferred-source.js'
 import type { Deferred } from '../../helpers/deferred-source.js'
 
 class Throttled extends Error {
@@ -72,14 +72,6 @@ function throttlingUpstream(clock: ManualClock, rate: number, burst: number, lat
     })
   }
   return { call, stats }
-}
-
-/** Advance the clock in steps, letting promise callbacks run between steps. */
-async function runFor(clock: ManualClock, ms: number, step = 5): Promise<void> {
-  for (let t = 0; t < ms; t += step) {
-    clock.advance(step)
-    await flush()
-  }
 }
 
 describe('UpstreamGate, open', () => {
@@ -405,6 +397,27 @@ describe('UpstreamGate, fair to every pod', () => {
     )
     expect(gate.submit(run, req({ requester: 'other' })).job.started).toBe(false)
     expect(gate.queued).toBe(1 + 32 + 1)
+  })
+
+  it('bounds a requester only while paced: open, its calls wait for a slot however many', async () => {
+    const clock = new ManualClock()
+    const gate = new UpstreamGate({
+      clock,
+      isThrottle,
+      initialWindow: 1,
+      onRequesterFull: () => new Error('pod queue full'),
+    })
+    const { run } = handDriven()
+    const jobs = Array.from({ length: 40 }, () => gate.submit(run, req({ requester: 'busy' })))
+    const outcomes = jobs.map((j) =>
+      j.promise.then(
+        () => 'ok',
+        (e: Error) => e.message,
+      ),
+    )
+    await flush()
+    expect(gate.queued).toBe(39)
+    expect(await Promise.race([outcomes[39], flush().then(() => 'waiting')])).toBe('waiting')
   })
 
   it('drops a queued call nobody has waited for in 3 s, unmade; a retry within 3 s keeps it', async () => {
