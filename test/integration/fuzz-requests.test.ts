@@ -368,8 +368,12 @@ describe(`fuzzed requests (seed ${SEED})`, () => {
     const creds = await h.sdkFetch(await h.tokenFile(tokens[0] as string))
     expect(creds.accessKeyId).toMatch(/^ASIA/)
     const text = await h.metricsText()
-    expect(metricValue(text, 'pod_identity_cache_entries')).toBeLessThanOrEqual(tokens.length)
+    // Every entry is credentials EKS Auth issued. That can be for a mutated token: a changed last
+    // character of the signature may decode to the same bytes (base64url's unused bits), and
+    // then the signature still verifies.
+    const entries = metricValue(text, 'pod_identity_cache_entries') ?? NaN
+    expect(entries).toBeGreaterThanOrEqual(1)
+    expect(entries).toBeLessThanOrEqual(h.mock.stats.byOutcome.success ?? 0)
     expect(metricValue(text, 'pod_identity_http_response{code="500"}') ?? 0).toBe(0)
-    expect(h.mock.stats.byOutcome.success ?? 0).toBeLessThanOrEqual(tokens.length)
   })
 })
