@@ -13,6 +13,7 @@ import { gated } from '../../../src/upstream/gated-source.js'
 import type { CredentialSource, SourceAnswer } from '../../../src/upstream/types.js'
 import { ManualClock } from '../../../src/util/clock.js'
 import { createLogger, tokenDigest } from '../../../src/util/logger.js'
+import { TokenBucket } from '../../../src/util/token-bucket.js'
 import { DeferredSource, flush, podCredentials, runFor } from '../../helpers/deferred-source.js'
 import type { LogLines } from '../../helpers/log-lines.js'
 import { logLines } from '../../helpers/log-lines.js'
@@ -1019,17 +1020,12 @@ describe('CredentialCache, a pod flooding a throttling EKS Auth with forged toke
     clock: ManualClock,
     rate: number,
   ): CredentialSource & { calls: number } {
-    let tokens = rate
-    let at = clock.now()
+    const quota = new TokenBucket({ clock, ratePerSecond: rate, burst: rate })
     const source = {
       calls: 0,
       fetch(request: CheckedToken): Promise<SourceAnswer> {
         source.calls++
-        const now = clock.now()
-        tokens = Math.min(rate, tokens + ((now - at) / 1000) * rate)
-        at = now
-        const ok = tokens >= 1
-        if (ok) tokens -= 1
+        const ok = quota.tryTake()
         return new Promise((resolve, reject) => {
           clock.setTimer(() => {
             if (!ok) reject(upstream('ThrottlingException', 429))

@@ -6,6 +6,7 @@ import { CallTicket } from '../../../src/upstream/call-ticket.js'
 import type { SubmitOptions, UpstreamGateOptions } from '../../../src/upstream/upstream-gate.js'
 import { UpstreamGate } from '../../../src/upstream/upstream-gate.js'
 import { ManualClock } from '../../../src/util/clock.js'
+import { TokenBucket } from '../../../src/util/token-bucket.js'
 import { deferred, flush, runFor } from '../../helpers/deferred-source.js'
 import type { Deferred } from '../../helpers/deferred-source.js'
 
@@ -49,16 +50,11 @@ function handDriven() {
  * after `latencyMs` (429s too, as the mock does).
  */
 function throttlingUpstream(clock: ManualClock, rate: number, burst: number, latencyMs: number) {
-  let tokens = burst
-  let at = clock.now()
+  const quota = new TokenBucket({ clock, ratePerSecond: rate, burst })
   const stats = { calls: 0, ok: 0, throttled: 0 }
   const call = (): Promise<string> => {
     stats.calls++
-    const now = clock.now()
-    tokens = Math.min(burst, tokens + ((now - at) / 1000) * rate)
-    at = now
-    const ok = tokens >= 1
-    if (ok) tokens -= 1
+    const ok = quota.tryTake()
     return new Promise((resolve, reject) => {
       clock.setTimer(() => {
         if (ok) {
