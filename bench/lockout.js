@@ -49,7 +49,7 @@ async function one(fx, variant) {
         0,
       ),
       dropped: metricValue(text, 'pod_identity_upstream_calls_dropped_total'),
-      queuedAfter5s: metricValue(text, 'pod_identity_upstream_queue_length'),
+      queuedAfter5s: metricValue(text, 'pod_identity_upstream_queue_length{api="eks-auth"}'),
     }
   } finally {
     await Promise.all([agent.stop(), mock.stop()])

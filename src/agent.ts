@@ -67,9 +67,10 @@ export async function startAgent(
   const { source, description } =
     deps.source !== undefined
       ? { source: deps.source, description: { source: 'injected' } }
-      : createCredentialSource(config, {
+      : await createCredentialSource(config, {
           clock,
           metrics,
+          logger,
           env: deps.env ?? process.env,
           nodeCredentials: deps.nodeCredentials,
         })

@@ -9,6 +9,7 @@ const STATUS = {
   InvalidTokenClaims: 400,
   AccessDenied: 403,
   NotFound: 404,
+  NoAssociation: 404,
   MethodNotAllowed: 405,
   BadRequest: 400,
   RequestTimeout: 408,
@@ -111,6 +112,18 @@ export class RelayedRequestError extends LocalError {
   constructor() {
     super(
       'Access Denied. Requests relayed through a proxy (X-Forwarded-For or Forwarded header) are not accepted',
+    )
+  }
+}
+
+/** The associations file names no role for the token's namespace and service account. */
+export class NoAssociationError extends LocalError {
+  static override readonly code: AgentErrorCode = 'NoAssociation'
+  constructor(namespace: string | undefined, serviceAccount: string | undefined) {
+    super(
+      namespace === undefined || serviceAccount === undefined
+        ? 'The token names no namespace and service account, so no association applies to it'
+        : `No association for namespace "${namespace}", service account "${serviceAccount}" in the associations file`,
     )
   }
 }

@@ -14,9 +14,16 @@ import {
   validateEndpointUrl,
 } from './values.js'
 
+/** Where credentials come from (--credential-source). */
+export const CREDENTIAL_SOURCES = ['eks-auth', 'sts', 'eks-auth-then-sts'] as const
+export type CredentialSourceName = (typeof CREDENTIAL_SOURCES)[number]
+
 export interface ServerConfig {
-  /** EKS cluster name (path label of AssumeRoleForPodIdentity). Required. */
-  clusterName: string
+  /**
+   * EKS cluster name (path label of AssumeRoleForPodIdentity). Required but with
+   * `--credential-source sts`, where it only names STS sessions.
+   */
+  clusterName: string | undefined
   /** Port of the credential listeners. Default 80. */
   port: number
   /** Addresses the credential listeners bind, without brackets. Default 169.254.170.23, fd00:ec2::23. */
@@ -49,6 +56,14 @@ export interface ServerConfig {
   clientMaxConnections: number
   /** Requests per second on all credential listeners together (burst half of it); 0 = no limit (default). */
   maxRequestRate: number
+  /** Where credentials come from. Default eks-auth. */
+  credentialSource: CredentialSourceName
+  /** Associations file (namespace + service account -> role) of the STS source; required with it. */
+  associationsFile: string | undefined
+  /** STS endpoint override (--sts-endpoint); undefined = AWS_ENDPOINT_URL_STS or the region's. */
+  stsEndpoint: string | undefined
+  /** Lifetime of STS credentials when the association names none, seconds. Default 3600. */
+  stsDurationSeconds: number
 }
 
 export const DEFAULT_BIND_HOSTS = ['169.254.170.23', 'fd00:ec2::23'] as const
@@ -71,6 +86,10 @@ export interface RawServerOptions {
   clientMissRate?: string | undefined
   clientMaxConnections?: string | undefined
   maxRequestRate?: string | undefined
+  credentialSource?: string | undefined
+  associationsFile?: string | undefined
+  stsEndpoint?: string | undefined
+  stsDuration?: string | undefined
 }
 
 /** The longest --negative-cache-ttl: a refusal must not hide a new association for long. */
@@ -168,11 +187,42 @@ function regionFrom(env: NodeJS.ProcessEnv): string {
 
 /** Validate raw options and the environment into a ServerConfig. Throws ConfigError. */
 export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv): ServerConfig {
-  const clusterName = raw.clusterName?.trim() ?? ''
-  if (clusterName === '') {
-    throw new ConfigError('--cluster-name is required (the EKS cluster this node belongs to)')
+  const credentialSource = valueOr<CredentialSourceName>(raw.credentialSource, 'eks-auth', (v) => {
+    if (!(CREDENTIAL_SOURCES as readonly string[]).includes(v)) {
+      throw badValue(
+        '--credential-source',
+        v,
+        `is not a source; expected one of ${CREDENTIAL_SOURCES.join(', ')}`,
+      )
+    }
+    return v as CredentialSourceName
+  })
+  const clusterText = raw.clusterName?.trim() ?? ''
+  if (clusterText === '' && credentialSource !== 'sts') {
+    throw new ConfigError(
+      '--cluster-name is required (the EKS cluster this node belongs to; optional only with --credential-source sts)',
+    )
   }
-  parseClusterName('--cluster-name', clusterName)
+  const clusterName =
+    clusterText === '' ? undefined : parseClusterName('--cluster-name', clusterText)
+  const associationsFile = raw.associationsFile?.trim() || undefined
+  if (credentialSource !== 'eks-auth' && associationsFile === undefined) {
+    throw new ConfigError(
+      `--associations-file is required with --credential-source ${credentialSource}: it names the role of each namespace and service account`,
+    )
+  }
+  let stsEndpoint: string | undefined
+  if (raw.stsEndpoint !== undefined && raw.stsEndpoint !== '') {
+    validateEndpointUrl(raw.stsEndpoint, '--sts-endpoint')
+    stsEndpoint = raw.stsEndpoint.replace(/\/+$/, '')
+  }
+  const stsDurationSeconds = valueOr(raw.stsDuration, 3600, (v) => {
+    const ms = parseDuration('--sts-duration', v, 'e.g. 1h, 30m (15m to 12h)')
+    if (ms < 900_000 || ms > 43_200_000 || ms % 1000 !== 0) {
+      throw badValue('--sts-duration', v, 'is out of range; STS allows 15m to 12h in whole seconds')
+    }
+    return ms / 1000
+  })
   const bindHosts = parseBindHosts(raw.bindHosts ?? [...DEFAULT_BIND_HOSTS])
   const port = valueOr(raw.port, 80, (v) => parsePort('--port', v))
   const probePort = valueOr(raw.probePort, 2703, (v) => parsePort('--probe-port', v))
@@ -240,13 +290,17 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     clientMissRate,
     clientMaxConnections,
     maxRequestRate,
+    credentialSource,
+    associationsFile,
+    stsEndpoint,
+    stsDurationSeconds,
   }
 }
 
 /** One line describing the effective configuration (for the start-up log). */
 export function describeConfig(c: ServerConfig): Record<string, unknown> {
   return {
-    clusterName: c.clusterName,
+    clusterName: c.clusterName ?? '(none)',
     region: c.region,
     port: c.port,
     bindHosts: c.bindHosts,
@@ -261,5 +315,13 @@ export function describeConfig(c: ServerConfig): Record<string, unknown> {
     clientMissRate: c.clientMissRate,
     clientMaxConnections: c.clientMaxConnections,
     maxRequestRate: c.maxRequestRate,
+    credentialSource: c.credentialSource,
+    ...(c.associationsFile !== undefined ? { associationsFile: c.associationsFile } : {}),
+    ...(c.credentialSource !== 'eks-auth'
+      ? {
+          stsEndpoint: c.stsEndpoint ?? '(default)',
+          stsDuration: formatDurationMs(c.stsDurationSeconds * 1000),
+        }
+      : {}),
   }
 }

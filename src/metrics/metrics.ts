@@ -14,14 +14,19 @@ export interface AgentMetrics {
   cacheEntries: Gauge
   upstreamRequests: Counter<'api' | 'outcome'>
   upstreamDuration: Histogram<'api' | 'outcome'>
-  upstreamQueueLength: Gauge
-  upstreamPace: Gauge
+  upstreamQueueLength: Gauge<'api'>
+  upstreamPace: Gauge<'api'>
   singleFlightWaits: Counter
   refreshSkipped: Counter<'reason'>
   queueRejections: Counter
   refusalsReplayed: Counter
   upstreamCallsDropped: Counter
   requestsLimited: Counter<'reason'>
+  upstreamFallbacks: Counter<'reason'>
+  upstreamBreakerOpen: Gauge
+  associationsEntries: Gauge
+  associationsLoaded: Gauge
+  associationsReloadFailures: Counter
 }
 
 /**
@@ -46,7 +51,8 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
   const registers = [registry]
   const counter = <L extends string = never>(name: string, help: string, labelNames: L[] = []) =>
     new Counter<L>({ name, help, labelNames, registers })
-  const gauge = (name: string, help: string) => new Gauge({ name, help, registers })
+  const gauge = <L extends string = never>(name: string, help: string, labelNames: L[] = []) =>
+    new Gauge<L>({ name, help, labelNames, registers })
 
   const httpResponses = new StatusCounter()
 
@@ -127,11 +133,34 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
   )
   const upstreamQueueLength = gauge(
     'pod_identity_upstream_queue_length',
-    'Upstream calls waiting in the queue (EKS Auth throttling or too many in flight)',
+    'Upstream calls waiting in the queue (the upstream throttling or too many in flight), by API',
+    ['api'],
   )
   const upstreamPace = gauge(
     'pod_identity_upstream_pace_per_second',
-    'Upstream calls per second allowed after EKS Auth throttled this node; 0 when not pacing',
+    'Upstream calls per second allowed after the upstream throttled this node, by API; 0 when not pacing',
+    ['api'],
+  )
+  const upstreamFallbacks = counter(
+    'pod_identity_upstream_fallbacks_total',
+    'Calls sent to STS instead of EKS Auth (eks-auth-then-sts), by reason',
+    ['reason'],
+  )
+  const upstreamBreakerOpen = gauge(
+    'pod_identity_upstream_breaker_open',
+    '1 while EKS Auth keeps failing and new calls go straight to STS (eks-auth-then-sts), else 0',
+  )
+  const associationsEntries = gauge(
+    'pod_identity_associations_entries',
+    'Entries of the associations file as last loaded',
+  )
+  const associationsLoaded = gauge(
+    'pod_identity_associations_loaded_timestamp_seconds',
+    'When the associations file was last loaded (a change took effect), Unix seconds',
+  )
+  const associationsReloadFailures = counter(
+    'pod_identity_associations_reload_failures_total',
+    'Changed associations files refused (unreadable or invalid); the previous one stays',
   )
   const cacheEntries = gauge('pod_identity_cache_entries', 'Credential sets currently cached')
   new Counter({
@@ -168,5 +197,10 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     refusalsReplayed,
     upstreamCallsDropped,
     requestsLimited,
+    upstreamFallbacks,
+    upstreamBreakerOpen,
+    associationsEntries,
+    associationsLoaded,
+    associationsReloadFailures,
   }
 }

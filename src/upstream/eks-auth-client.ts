@@ -1,8 +1,8 @@
 // The agent's primary upstream: EKS Auth AssumeRoleForPodIdentity over restJson1, signed with
 // SigV4 (protocol.md 1.2, 1.8), sent with undici through a keep-alive, proxy-aware dispatcher.
-// Retries only what can heal by itself (connection errors, timeouts, 500/502/503/504); never a
-// 4xx, so throttling is never amplified. Messages never carry a token, key or secret.
-// Over 250 lines: request, retries and the mapping of every transport failure are one contract.
+// Retries as retry.ts says: only what can heal by itself, never a 4xx. Messages never carry a
+// token, key or secret. Over 250 lines: the request, its signing and the mapping of every
+// transport failure are one contract.
 
 // undici and the signer are imported lazily (see #load): loading them takes a noticeable part of
 // the 500 ms the agent has to become ready (bench/README.md). Types only here.
@@ -13,7 +13,6 @@ import {
   AgentError,
   InvalidUpstreamResponseError,
   NodeCredentialsError,
-  UpstreamError,
   UpstreamTimeoutError,
   UpstreamUnreachableError,
 } from '../errors.js'
@@ -27,6 +26,8 @@ import {
   parseSuccessBody,
   type ResponseHeaders,
 } from './eks-auth-response.js'
+import type { RetryPolicy } from './retry.js'
+import { callerAbortError, withRetries } from './retry.js'
 import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
 import { DEFAULT_MAX_WINDOW } from './upstream-gate.js'
 
@@ -77,10 +78,6 @@ export interface EksAuthClientOptions {
   onAttempt?: ((a: EksAuthAttempt) => void) | undefined
 }
 
-/** HTTP statuses worth another attempt (the SDKs' standard retryer set). Never a 4xx. */
-const RETRYABLE_STATUS: ReadonlySet<number> = new Set([500, 502, 503, 504])
-const BACKOFF_BASE_MS = 50
-const BACKOFF_CAP_MS = 400
 /** Idle keep-alive of the default dispatcher's sockets when the server sends no hint, in ms. */
 const KEEP_ALIVE_TIMEOUT_MS = 20_000
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
@@ -117,18 +114,6 @@ function errorCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined
   const code = (err as { code?: unknown }).code
   return typeof code === 'string' ? code : undefined
-}
-
-/** What a caller's abort turns into: its own AgentError reason, else a generic one. */
-function callerAbortError(signal: AbortSignal): AgentError {
-  const reason: unknown = signal.reason
-  if (reason instanceof AgentError) return reason
-  return new UpstreamTimeoutError('the EKS Auth call was aborted by the caller', { cause: reason })
-}
-
-function isRetryable(err: unknown): boolean {
-  if (err instanceof UpstreamError) return RETRYABLE_STATUS.has(err.statusCode)
-  return err instanceof UpstreamUnreachableError || err instanceof UpstreamTimeoutError
 }
 
 /** Reads a body up to `limit` bytes; `undefined` (body destroyed) when it is larger. */
@@ -177,9 +162,7 @@ export class EksAuthClient implements CredentialSource {
   readonly #path: string
   readonly #origin: string
   readonly #attemptTimeoutMs: number
-  readonly #maxAttempts: number
-  readonly #totalTimeoutMs: number
-  readonly #random: () => number
+  readonly #retry: RetryPolicy
   readonly #onAttempt: ((a: EksAuthAttempt) => void) | undefined
 
   constructor(opts: EksAuthClientOptions) {
@@ -202,9 +185,13 @@ export class EksAuthClient implements CredentialSource {
     this.#region = opts.region
     this.#connectTimeoutMs = positive('connectTimeoutMs', opts.connectTimeoutMs, 500)
     this.#attemptTimeoutMs = positive('attemptTimeoutMs', opts.attemptTimeoutMs, 1000)
-    this.#maxAttempts = Math.floor(positive('maxAttempts', opts.maxAttempts, 3))
-    this.#totalTimeoutMs = positive('totalTimeoutMs', opts.totalTimeoutMs, 3000)
-    this.#random = opts.random ?? Math.random
+    this.#retry = {
+      clock: opts.clock,
+      attemptTimeoutMs: this.#attemptTimeoutMs,
+      maxAttempts: Math.floor(positive('maxAttempts', opts.maxAttempts, 3)),
+      totalTimeoutMs: positive('totalTimeoutMs', opts.totalTimeoutMs, 3000),
+      random: opts.random ?? Math.random,
+    }
     this.#onAttempt = opts.onAttempt
 
     this.#injectedDispatcher = opts.dispatcher
@@ -276,25 +263,15 @@ export class EksAuthClient implements CredentialSource {
     )
   }
 
-  async fetch(request: CheckedToken, options: FetchOptions = {}): Promise<SourceAnswer> {
+  fetch(request: CheckedToken, options: FetchOptions = {}): Promise<SourceAnswer> {
     const { token } = request
-    const { signal } = options
-    const start = this.#clock.monotonicMs()
     const body = Buffer.from(JSON.stringify({ token }))
-    for (let attempt = 1; ; attempt++) {
-      if (signal?.aborted) throw callerAbortError(signal)
-      try {
-        return await this.#attempt(token, body, attempt, signal)
-      } catch (err) {
-        if (signal?.aborted) throw callerAbortError(signal)
-        if (!isRetryable(err) || attempt >= this.#maxAttempts) throw err
-        const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1))
-        const delay = Math.floor(this.#random() * ceiling)
-        const elapsed = this.#clock.monotonicMs() - start
-        if (elapsed + delay + this.#attemptTimeoutMs > this.#totalTimeoutMs) throw err
-        await this.#sleep(delay, signal)
-      }
-    }
+    return withRetries(
+      this.#retry,
+      'EKS Auth',
+      (n) => this.#attempt(token, body, n, options.signal),
+      options.signal,
+    )
   }
 
   /** Closes the default dispatcher's sockets. An injected dispatcher is left to its owner. */
@@ -342,7 +319,7 @@ export class EksAuthClient implements CredentialSource {
   ): Promise<SourceAnswer> {
     const transport = this.#transport ?? (await this.#load())
     const headers = await this.#sign(transport.signer, body)
-    if (signal?.aborted) throw callerAbortError(signal)
+    if (signal?.aborted) throw callerAbortError(signal, 'EKS Auth')
 
     const t0 = this.#clock.monotonicMs()
     // The attempt's deadline (undici's header and body timeouts bound each phase in real time as
@@ -402,7 +379,7 @@ export class EksAuthClient implements CredentialSource {
       try {
         buf = await readCapped(res.body, resHeaders, MAX_RESPONSE_BYTES)
       } catch {
-        if (signal?.aborted) throw callerAbortError(signal)
+        if (signal?.aborted) throw callerAbortError(signal, 'EKS Auth')
         res.body.destroy()
         buf = undefined // the status and headers are still known
       }
@@ -436,7 +413,7 @@ export class EksAuthClient implements CredentialSource {
     attemptSignal: AbortSignal,
     callerSignal?: AbortSignal,
   ): AgentError {
-    if (callerSignal?.aborted) return callerAbortError(callerSignal)
+    if (callerSignal?.aborted) return callerAbortError(callerSignal, 'EKS Auth')
     const code = errorCode(err)
     if (attemptSignal.aborted || (code !== undefined && TIMEOUT_CODES.has(code))) {
       return new UpstreamTimeoutError(
@@ -448,20 +425,5 @@ export class EksAuthClient implements CredentialSource {
       `unable to reach EKS Auth at ${this.#hostHeader}: ${shortReason(err)}`,
       { cause: err },
     )
-  }
-
-  #sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (ms <= 0) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        handle.cancel()
-        reject(callerAbortError(signal as AbortSignal))
-      }
-      const handle = this.#clock.setTimer(() => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }, ms)
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
   }
 }

@@ -73,8 +73,8 @@ function findKey(obj: Record<string, unknown>, lowerName: string): unknown {
   return undefined
 }
 
-/** Control characters out, length capped: the text reaches logs and pods. */
-function cleanMessage(s: string): string {
+/** An upstream's message with control characters out and its length capped: it reaches logs and pods. */
+export function cleanMessage(s: string): string {
   // eslint-disable-next-line no-control-regex
   let v = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim()
   if (v.length > MAX_UPSTREAM_MESSAGE_CHARS) v = `${v.slice(0, MAX_UPSTREAM_MESSAGE_CHARS)}...`

@@ -1,6 +1,7 @@
 // The error codes upstreams answer with, in one place: EKS Auth's modelled errors (protocol.md
-// 1.5) with whether each one judges the token for good, AWS's authentication errors, and the
-// bound on which codes may become metric label values.
+// 1.5) and STS's AssumeRoleWithWebIdentity errors (protocol.md 4), each with the status the agent
+// answers and whether it judges the token for good, AWS's authentication errors, and the bound
+// on which codes may become metric label values.
 
 import { AGENT_ERROR_CODES } from '../errors.js'
 
@@ -23,6 +24,43 @@ export const EKS_AUTH_ERRORS = {
 export type EksAuthErrorCode = keyof typeof EKS_AUTH_ERRORS
 
 export const EKS_AUTH_ERROR_CODES = Object.keys(EKS_AUTH_ERRORS) as readonly EksAuthErrorCode[]
+
+/**
+ * STS's AssumeRoleWithWebIdentity errors by their wire code (the awsQuery `Code`): the status STS
+ * sends (`wire`) and the one the agent answers (`status`). STS sends Throttling with HTTP 400; the
+ * agent answers it as throttling (429, paced like EKS Auth's). `irrecoverable`: the token, or the
+ * role's trust in it, refuses for good.
+ */
+export const STS_ERRORS = {
+  InvalidIdentityToken: { wire: 400, status: 400, irrecoverable: true },
+  ExpiredTokenException: { wire: 400, status: 400, irrecoverable: true },
+  IDPRejectedClaim: { wire: 403, status: 403, irrecoverable: true },
+  AccessDenied: { wire: 403, status: 403, irrecoverable: true },
+  MalformedPolicyDocument: { wire: 400, status: 400, irrecoverable: true },
+  PackedPolicyTooLarge: { wire: 400, status: 400, irrecoverable: true },
+  IDPCommunicationError: { wire: 400, status: 400, irrecoverable: false },
+  RegionDisabledException: { wire: 403, status: 403, irrecoverable: false },
+  ValidationError: { wire: 400, status: 400, irrecoverable: false },
+  Throttling: { wire: 400, status: 429, irrecoverable: false },
+  InternalFailure: { wire: 500, status: 500, irrecoverable: false },
+  ServiceUnavailable: { wire: 503, status: 503, irrecoverable: false },
+} as const satisfies Record<string, { wire: number; status: number; irrecoverable: boolean }>
+
+export type StsErrorCode = keyof typeof STS_ERRORS
+
+export const STS_ERROR_CODES = Object.keys(STS_ERRORS) as readonly StsErrorCode[]
+
+/**
+ * An STS error's code as the agent reports it: its wire code when it is a known one (the SDK also
+ * names it `<Code>Exception`), any other plain identifier as it is, else `UnknownError`.
+ */
+export function sanitizeStsCode(raw: string): string {
+  const v = raw.trim()
+  if (v in STS_ERRORS) return v
+  const stripped = v.replace(/Exception$/, '')
+  if (stripped in STS_ERRORS) return stripped
+  return /^[A-Za-z0-9_.-]{1,100}$/.test(v) ? v : 'UnknownError'
+}
 
 /** AWS's answers to a request it could not authenticate (HTTP 403, any service). */
 export const AWS_AUTH_ERROR_CODES = [
@@ -51,6 +89,7 @@ export function isIrrecoverableEksAuthCode(code: string, statusCode: number): bo
 /** Codes that may be metric label values; whatever else an upstream sends is "Other". */
 const KNOWN_CODES: ReadonlySet<string> = new Set<string>([
   ...EKS_AUTH_ERROR_CODES,
+  ...STS_ERROR_CODES,
   ...AWS_AUTH_ERROR_CODES,
   ...AGENT_ERROR_CODES,
   'UnknownError',

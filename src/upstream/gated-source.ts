@@ -11,6 +11,8 @@ import { UpstreamGate } from './upstream-gate.js'
 
 export interface GateOptions {
   clock: Clock
+  /** The upstream's name in metric labels: eks-auth, sts. */
+  api: string
   metrics: Pick<
     AgentMetrics,
     'upstreamQueueLength' | 'upstreamPace' | 'requestsLimited' | 'upstreamCallsDropped'
@@ -49,8 +51,8 @@ export function gated(inner: CredentialSource, o: GateOptions): CredentialSource
       return new CallDroppedError()
     },
     onState: (queued, pace) => {
-      o.metrics.upstreamQueueLength.set(queued)
-      o.metrics.upstreamPace.set(pace)
+      o.metrics.upstreamQueueLength.set({ api: o.api }, queued)
+      o.metrics.upstreamPace.set({ api: o.api }, pace)
     },
   })
   return {

@@ -90,6 +90,10 @@ export function baseConfig(over: Partial<ServerConfig> = {}): ServerConfig {
     clientMissRate: 10,
     clientMaxConnections: 256,
     maxRequestRate: 0,
+    credentialSource: 'eks-auth',
+    associationsFile: undefined,
+    stsEndpoint: undefined,
+    stsDurationSeconds: 3600,
     ...over,
   }
 }

@@ -293,8 +293,10 @@ describe('upstream failures', () => {
       expect(h.mock.stats.requests).toBe(3) // first pod, the throttled try, the paced retry
       const text = await h.metricsText()
       expect(metricValue(text, 'pod_identity_upstream_queue_rejections_total')).toBeGreaterThan(0)
-      expect(metricValue(text, 'pod_identity_upstream_pace_per_second')).toBeGreaterThan(0)
-      expect(metricValue(text, 'pod_identity_upstream_queue_length')).toBe(0)
+      expect(
+        metricValue(text, 'pod_identity_upstream_pace_per_second{api="eks-auth"}'),
+      ).toBeGreaterThan(0)
+      expect(metricValue(text, 'pod_identity_upstream_queue_length{api="eks-auth"}')).toBe(0)
       expect(metricValue(text, 'pod_identity_http_response{code="429"}') ?? 0).toBe(0)
     } finally {
       await h.close()

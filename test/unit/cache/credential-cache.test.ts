@@ -69,6 +69,7 @@ function setup(opts: SetupOptions = {}): Setup {
   const cache = new CredentialCache({
     source: gated(fetcher, {
       clock,
+      api: 'eks-auth',
       metrics,
       initialWindow: initialUpstreamWindow,
       maxWindow: maxUpstreamWindow,
@@ -815,8 +816,8 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     expect(err.message).toBe(
       "EKS Auth is throttling this node's calls; the call for these credentials is queued and should run within about 1 s: retry after 1 s",
     )
-    expect(await s.metric('pod_identity_upstream_queue_length')).toBe(1)
-    expect(await s.metric('pod_identity_upstream_pace_per_second')).toBe(1)
+    expect(await s.metric('pod_identity_upstream_queue_length', { api: 'eks-auth' })).toBe(1)
+    expect(await s.metric('pod_identity_upstream_pace_per_second', { api: 'eks-auth' })).toBe(1)
     expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(1)
     // The pace allows the next call 1 s after the 429: the gate runs it with nobody waiting.
     s.clock.advance(999)
@@ -868,10 +869,10 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     s.fetcher.last().reject(upstream('ThrottlingException', 429)) // started after the cut: cut again
     const err = (await p) as AgentError
     expect(err.code).toBe('UpstreamThrottled')
-    expect(await s.metric('pod_identity_upstream_queue_length')).toBe(1)
+    expect(await s.metric('pod_identity_upstream_queue_length', { api: 'eks-auth' })).toBe(1)
     // The rate stays at its floor of 1 call/s: the next paced start is 1 s away.
     expect(err.retryAfterSeconds).toBe(1)
-    expect(await s.metric('pod_identity_upstream_pace_per_second')).toBe(1)
+    expect(await s.metric('pod_identity_upstream_pace_per_second', { api: 'eks-auth' })).toBe(1)
   })
 
   it('while EKS Auth is not throttling, a request waits for a free slot however long it takes', async () => {
@@ -916,7 +917,7 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     expect(err.code).toBe('UpstreamThrottled')
     expect(err.statusCode).toBe(503)
     expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1)
-    expect(await s.metric('pod_identity_upstream_queue_length')).toBe(2) // both calls stay queued
+    expect(await s.metric('pod_identity_upstream_queue_length', { api: 'eks-auth' })).toBe(2) // both calls stay queued
     expect(await s.metric('pod_identity_upstream_queue_rejections_total')).toBe(2)
   })
 })
@@ -1051,7 +1052,7 @@ describe('CredentialCache, a pod flooding a throttling EKS Auth with forged toke
       const logs = logLines()
       sinks.push(logs)
       const cache = new CredentialCache({
-        source: gated(upstreamSource, { clock, metrics }),
+        source: gated(upstreamSource, { clock, metrics, api: 'eks-auth' }),
         clock,
         metrics,
         logger: createLogger('info', logs),

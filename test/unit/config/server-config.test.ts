@@ -43,6 +43,10 @@ describe('buildServerConfig defaults', () => {
       clientMissRate: 10,
       clientMaxConnections: 256,
       maxRequestRate: 0,
+      credentialSource: 'eks-auth',
+      associationsFile: undefined,
+      stsEndpoint: undefined,
+      stsDurationSeconds: 3600,
     })
   })
 
@@ -63,7 +67,61 @@ describe('buildServerConfig defaults', () => {
       clientMissRate: 10,
       clientMaxConnections: 256,
       maxRequestRate: 0,
+      credentialSource: 'eks-auth',
     })
+  })
+})
+
+describe('buildServerConfig credential sources', () => {
+  it('sts needs an associations file, and no cluster name', () => {
+    const c = build({
+      clusterName: undefined,
+      credentialSource: 'sts',
+      associationsFile: '/etc/a.yaml',
+    })
+    expect(c).toMatchObject({
+      credentialSource: 'sts',
+      clusterName: undefined,
+      associationsFile: '/etc/a.yaml',
+      stsDurationSeconds: 3600,
+    })
+    expect(describeConfig(c)).toMatchObject({
+      clusterName: '(none)',
+      credentialSource: 'sts',
+      stsEndpoint: '(default)',
+      stsDuration: '1h',
+    })
+  })
+
+  it('eks-auth-then-sts needs both a cluster name and an associations file', () => {
+    expect(configError({ credentialSource: 'eks-auth-then-sts' }).message).toBe(
+      '--associations-file is required with --credential-source eks-auth-then-sts: it names the role of each namespace and service account',
+    )
+    expect(
+      configError({
+        clusterName: undefined,
+        credentialSource: 'eks-auth-then-sts',
+        associationsFile: 'a',
+      }).message,
+    ).toContain('--cluster-name is required')
+  })
+
+  it('takes the STS endpoint and duration, and refuses bad ones', () => {
+    const c = build({
+      credentialSource: 'sts',
+      associationsFile: 'a.json',
+      stsEndpoint: 'https://sts.example.test/',
+      stsDuration: '30m',
+    })
+    expect(c).toMatchObject({ stsEndpoint: 'https://sts.example.test', stsDurationSeconds: 1800 })
+    expect(configError({ stsDuration: '5m' }).message).toBe(
+      '--sts-duration: "5m" is out of range; STS allows 15m to 12h in whole seconds',
+    )
+    expect(configError({ stsDuration: '13h' }).message).toContain('--sts-duration')
+    expect(configError({ stsEndpoint: 'ftp://x' }).message).toContain('--sts-endpoint')
+    expect(configError({ credentialSource: 'imds' }).message).toBe(
+      '--credential-source: "imds" is not a source; expected one of eks-auth, sts, eks-auth-then-sts',
+    )
   })
 })
 

@@ -55,9 +55,11 @@ describe('createMetrics', () => {
   it('gauges show what their owner last set (the cache its size, the gate its queue)', async () => {
     const { registry, metrics } = setup()
     metrics.cacheEntries.set(3)
-    metrics.upstreamQueueLength.set(2)
+    metrics.upstreamQueueLength.set({ api: 'eks-auth' }, 2)
     expect(await registry.metrics()).toContain('pod_identity_cache_entries 3')
-    expect(await registry.metrics()).toContain('pod_identity_upstream_queue_length 2')
+    expect(await registry.metrics()).toContain(
+      'pod_identity_upstream_queue_length{api="eks-auth"} 2',
+    )
     metrics.cacheEntries.set(17)
     expect(await registry.metrics()).toContain('pod_identity_cache_entries 17')
   })

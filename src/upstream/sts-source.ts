@@ -1,0 +1,287 @@
+// The STS credential source: AssumeRoleWithWebIdentity through @aws-sdk/client-sts, unsigned, with
+// the pod's own token (protocol.md 4). The role comes from the associations file by the token's
+// namespace and service account; without an entry the pod gets 404 NoAssociation and nothing is
+// called. The session name has EKS's shape, `eks-<cluster>-<pod>-<random>`, cut to STS's 64
+// characters. Requests go through undici (proxy-aware), retried as retry.ts says.
+
+import type { Dispatcher } from 'undici'
+import type { STSClient } from '@aws-sdk/client-sts'
+import type { Association } from '../associations/associations.js'
+import { associationIdOf } from '../associations/associations.js'
+import {
+  AgentError,
+  InvalidUpstreamResponseError,
+  NoAssociationError,
+  UpstreamError,
+  UpstreamTimeoutError,
+  UpstreamUnreachableError,
+} from '../errors.js'
+import type { CheckedToken } from '../token/validity.js'
+import type { Clock } from '../util/clock.js'
+import { secretRedactor } from '../util/redact.js'
+import { STS_ERRORS, sanitizeStsCode } from './error-codes.js'
+import { accountIdFromArn, cleanMessage } from './eks-auth-response.js'
+import type { RetryPolicy } from './retry.js'
+import { callerAbortError, withRetries } from './retry.js'
+import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
+import { undiciRequestHandler } from './undici-handler.js'
+
+/** What the source needs of the associations: the entry of a namespace and service account. */
+export interface AssociationsLookup {
+  find(namespace: string, serviceAccount: string): Association | undefined
+}
+
+/** What the `onAttempt` hook sees of one STS attempt (as EksAuthAttempt). */
+export interface StsAttempt {
+  durationMs: number
+  outcome: 'success' | 'error'
+  code?: string | undefined
+}
+
+export interface StsSourceOptions {
+  region: string
+  /** --sts-endpoint; else AWS_ENDPOINT_URL_STS, else the region's STS endpoint (the SDK's rules). */
+  endpoint?: string | undefined
+  associations: AssociationsLookup
+  /** For session names; may be absent on clusters that are not EKS. */
+  clusterName?: string | undefined
+  /** Credential lifetime when the association names none, seconds (900-43200). */
+  defaultDurationSeconds: number
+  clock: Clock
+  /** Budget of one attempt, ms. Default 1000. */
+  attemptTimeoutMs?: number | undefined
+  /** Default: an undici EnvHttpProxyAgent owned and closed by this source. */
+  dispatcher?: Dispatcher | undefined
+  random?: (() => number) | undefined
+  onAttempt?: ((a: StsAttempt) => void) | undefined
+}
+
+/** STS's limit on RoleSessionName, and the characters it allows. */
+const MAX_SESSION_NAME = 64
+const SESSION_NAME_CHAR = /[^\w+=,.@-]/g
+const SUFFIX_CHARS = 10
+
+/** `eks-<cluster>-<pod>-<random>`, cut to 64 characters, only characters STS allows. */
+export function sessionName(
+  clusterName: string | undefined,
+  podName: string | undefined,
+  random: () => number,
+): string {
+  let suffix = ''
+  while (suffix.length < SUFFIX_CHARS) suffix += Math.floor(random() * 36).toString(36)
+  const prefix = ['eks', clusterName, podName]
+    .filter((p): p is string => p !== undefined && p !== '')
+    .join('-')
+    .replace(SESSION_NAME_CHAR, '-')
+  return `${prefix.slice(0, MAX_SESSION_NAME - SUFFIX_CHARS - 1)}-${suffix}`
+}
+
+/** The hint an STS refusal of the role gets: what to look at first. */
+const HINTS: Readonly<Record<string, string>> = {
+  AccessDenied:
+    "likely cause: the role's trust policy does not allow sts:AssumeRoleWithWebIdentity for this cluster's OIDC provider and this service account",
+  IDPRejectedClaim:
+    "likely cause: the IAM OIDC provider's audience is not pods.eks.amazonaws.com, or the token's issuer is not registered as one",
+}
+
+export class StsSource implements CredentialSource {
+  readonly #o: StsSourceOptions
+  readonly #retry: RetryPolicy
+  readonly #attemptTimeoutMs: number
+  #client: Promise<{ client: STSClient; dispatcher: Dispatcher; owned: boolean }> | undefined
+
+  constructor(o: StsSourceOptions) {
+    this.#o = o
+    this.#attemptTimeoutMs = o.attemptTimeoutMs ?? 1000
+    this.#retry = {
+      clock: o.clock,
+      maxAttempts: 3,
+      attemptTimeoutMs: this.#attemptTimeoutMs,
+      totalTimeoutMs: 3000,
+      random: o.random ?? Math.random,
+    }
+  }
+
+  async fetch(request: CheckedToken, options: FetchOptions = {}): Promise<SourceAnswer> {
+    const { namespace, serviceAccount, podName } = request.claims
+    const a =
+      namespace === undefined || serviceAccount === undefined
+        ? undefined
+        : this.#o.associations.find(namespace, serviceAccount)
+    if (a === undefined) throw new NoAssociationError(namespace, serviceAccount)
+    const input = {
+      RoleArn: a.roleArn,
+      RoleSessionName: sessionName(this.#o.clusterName, podName, this.#retry.random),
+      WebIdentityToken: request.token,
+      DurationSeconds: a.durationSeconds ?? this.#o.defaultDurationSeconds,
+    }
+    const answer = await withRetries(
+      this.#retry,
+      'STS',
+      () => this.#attempt(input, request.token, options.signal),
+      options.signal,
+    )
+    return { ...answer, association: { id: associationIdOf(a), namespace, serviceAccount } }
+  }
+
+  warmUp(): Promise<void> {
+    return this.#load().then(
+      () => undefined,
+      () => undefined,
+    )
+  }
+
+  async close(): Promise<void> {
+    const loaded = await this.#client?.catch(() => undefined)
+    if (loaded === undefined) return
+    loaded.client.destroy()
+    if (loaded.owned) await loaded.dispatcher.close()
+  }
+
+  /** The SDK client, built once (its modules load on first use). */
+  #load(): Promise<{ client: STSClient; dispatcher: Dispatcher; owned: boolean }> {
+    this.#client ??= (async () => {
+      const [{ STSClient }, undici] = await Promise.all([
+        import('@aws-sdk/client-sts'),
+        import('undici'),
+      ])
+      const owned = this.#o.dispatcher === undefined
+      const dispatcher =
+        this.#o.dispatcher ??
+        new undici.EnvHttpProxyAgent({
+          connect: { timeout: 500 },
+          keepAliveTimeout: 20_000,
+        })
+      const client = new STSClient({
+        region: this.#o.region,
+        ...(this.#o.endpoint !== undefined ? { endpoint: this.#o.endpoint } : {}),
+        // Retries are ours (retry.ts): the SDK's would retry throttling too.
+        maxAttempts: 1,
+        requestHandler: undiciRequestHandler(dispatcher, this.#attemptTimeoutMs),
+        // AssumeRoleWithWebIdentity is unsigned: the node's credentials are never needed.
+        credentials: () => Promise.reject(new Error('AssumeRoleWithWebIdentity is unsigned')),
+      })
+      return { client, dispatcher, owned }
+    })()
+    return this.#client
+  }
+
+  async #attempt(
+    input: {
+      RoleArn: string
+      RoleSessionName: string
+      WebIdentityToken: string
+      DurationSeconds: number
+    },
+    token: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Omit<SourceAnswer, 'association'>> {
+    const { client } = await this.#load()
+    const { AssumeRoleWithWebIdentityCommand } = await import('@aws-sdk/client-sts')
+    const t0 = this.#o.clock.monotonicMs()
+    const ac = new AbortController()
+    const timer = this.#o.clock.setTimer(() => ac.abort(), this.#attemptTimeoutMs)
+    const onCallerAbort = (): void => ac.abort()
+    signal?.addEventListener('abort', onCallerAbort, { once: true })
+    let code: string | undefined
+    try {
+      const out = await client.send(new AssumeRoleWithWebIdentityCommand(input), {
+        abortSignal: ac.signal,
+      })
+      return parseStsAnswer(out)
+    } catch (err) {
+      if (signal?.aborted) throw callerAbortError(signal, 'STS')
+      const e = err instanceof AgentError ? err : stsError(err, ac.signal.aborted, token)
+      code = e.code
+      throw e
+    } finally {
+      timer.cancel()
+      signal?.removeEventListener('abort', onCallerAbort)
+      this.#o.onAttempt?.({
+        durationMs: this.#o.clock.monotonicMs() - t0,
+        outcome: code === undefined ? 'success' : 'error',
+        code,
+      })
+    }
+  }
+}
+
+/** STS's answer as credentials; InvalidUpstreamResponseError naming the first missing part. */
+function parseStsAnswer(out: {
+  Credentials?: {
+    AccessKeyId?: string
+    SecretAccessKey?: string
+    SessionToken?: string
+    Expiration?: Date
+  }
+  AssumedRoleUser?: { Arn?: string }
+}): Omit<SourceAnswer, 'association'> {
+  const c = out.Credentials
+  const invalid = (what: string) =>
+    new InvalidUpstreamResponseError(`invalid response from STS: ${what}`)
+  if (c === undefined) throw invalid('Credentials is missing')
+  for (const k of ['AccessKeyId', 'SecretAccessKey', 'SessionToken'] as const) {
+    if (typeof c[k] !== 'string' || c[k] === '') throw invalid(`Credentials.${k} is missing`)
+  }
+  const expirationMs = c.Expiration?.getTime()
+  if (expirationMs === undefined || !Number.isFinite(expirationMs)) {
+    throw invalid('Credentials.Expiration is missing or not a date')
+  }
+  const arn = out.AssumedRoleUser?.Arn
+  const accountId = arn === undefined ? undefined : accountIdFromArn(arn)
+  if (arn === undefined || accountId === undefined) {
+    throw invalid('AssumedRoleUser.Arn is missing or has no account id')
+  }
+  return {
+    credentials: {
+      accessKeyId: c.AccessKeyId as string,
+      secretAccessKey: c.SecretAccessKey as string,
+      sessionToken: c.SessionToken as string,
+      accountId,
+      expirationMs,
+      assumedRoleArn: arn,
+    },
+  }
+}
+
+/** The error for a failed STS attempt: STS's own answer, or the transport failure. */
+export function stsError(err: unknown, timedOut: boolean, token: string): AgentError {
+  const e = err as {
+    name?: string
+    Code?: unknown
+    message?: unknown
+    code?: unknown
+    $metadata?: { httpStatusCode?: number; requestId?: string }
+  }
+  const status = e.$metadata?.httpStatusCode
+  if (status !== undefined && status >= 300) {
+    const code = sanitizeStsCode(typeof e.Code === 'string' ? e.Code : (e.name ?? ''))
+    const known = (STS_ERRORS as Record<string, { status: number; irrecoverable: boolean }>)[code]
+    const redact = secretRedactor([token])
+    let message = cleanMessage(redact(typeof e.message === 'string' ? e.message : ''))
+    if (message === '') message = `no error message (HTTP ${status})`
+    const hint = HINTS[code]
+    return new UpstreamError({
+      statusCode: status >= 500 ? status : (known?.status ?? status),
+      code,
+      message: hint === undefined ? message : `${message}; ${hint}`,
+      requestId: e.$metadata?.requestId,
+      irrecoverable: known?.irrecoverable === true && status < 500,
+    })
+  }
+  if (
+    timedOut ||
+    e.name === 'AbortError' ||
+    e.code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    e.code === 'UND_ERR_BODY_TIMEOUT'
+  ) {
+    return new UpstreamTimeoutError('STS did not answer in time', { cause: err })
+  }
+  const why =
+    typeof e.code === 'string'
+      ? e.code
+      : typeof e.message === 'string'
+        ? e.message.slice(0, 200)
+        : 'unknown error'
+  return new UpstreamUnreachableError(`unable to reach STS: ${why}`, { cause: err })
+}
