@@ -14,6 +14,7 @@ import { neighboursUnderFlood } from './neighbours.js'
 import { lockout } from './lockout.js'
 import { shutdownUnderLoad } from './shutdown.js'
 import { cacheChurn } from './churn.js'
+import { fallbackBoot } from './fallback.js'
 import { loadGenerator } from './lib/load.js'
 import {
   AGENT_IMAGE_ENV,
@@ -33,6 +34,7 @@ const WORKLOADS = {
   neighbours: neighboursUnderFlood,
   lockout,
   shutdown: shutdownUnderLoad,
+  fallback: fallbackBoot,
   memory: memoryAndStartup,
   churn: cacheChurn,
   cache: cacheMicro,
@@ -46,6 +48,8 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
   mixed   250 warm pods polling (~1 s each) while 250 new pods arrive at once: warm-pod latency
   lockout forged-token flood from one pod against EKS Auth throttling at 100/s: how soon a new
           pod with the real SDK is served (defaults, and with --client-miss-rate 0)
+  fallback  250 pods boot while EKS Auth refuses connections, and while it does not answer, with
+          --credential-source eks-auth-then-sts: time until all are served, STS calls per pod
   shutdown  SIGTERM under wrk -c64 (back-to-back keep-alive requests): requests that reached the
           agent and failed, time to exit
   neighbours  one pod floods over 2000 connections (hits, bogus, forged tokens, forged against a

@@ -10,6 +10,7 @@ Commands:
   server          run the agent (see: pod-identity-agent server --help)
   initialize      create the pod-id-link0 link with the agent's addresses (alias: init)
   mock-eks-auth   run a local EKS Auth endpoint (real wire format) for development and tests
+  mock-sts        run a local STS AssumeRoleWithWebIdentity endpoint (real wire format)
   token           mint a projected-service-account-shaped token signed with a local key
   dev             one-command local demo: mock EKS Auth + token + agent + a real SDK fetching credentials
   version         print the version
@@ -23,6 +24,8 @@ async function run(argv: string[]): Promise<number> {
       return (await import('./cli/server-command.js')).runServerCommand(rest)
     case 'mock-eks-auth':
       return (await import('./cli/mock-eks-auth-command.js')).runMockEksAuthCommand(rest)
+    case 'mock-sts':
+      return (await import('./cli/mock-sts-command.js')).runMockStsCommand(rest)
     case 'token':
       return (await import('./cli/token-command.js')).runTokenCommand(rest)
     case 'dev':
@@ -42,7 +45,7 @@ async function run(argv: string[]): Promise<number> {
       return command === undefined ? 2 : 0
     default:
       throw new ConfigError(
-        `unknown command "${command}"; expected one of server, initialize, mock-eks-auth, token, dev, version (see pod-identity-agent --help)`,
+        `unknown command "${command}"; expected one of server, initialize, mock-eks-auth, mock-sts, token, dev, version (see pod-identity-agent --help)`,
       )
   }
 }

@@ -131,12 +131,26 @@ export async function createFixtures(dir) {
 }
 
 /** Start mock EKS Auth on a free port; resolves a handle with admin helpers. */
-export async function startMock(fx, faults = {}) {
+export function startMock(fx, faults = {}) {
+  return startMockOf(
+    'mock-eks-auth',
+    /mock EKS Auth listening on (http:\/\/[0-9.]+:\d+)/,
+    fx,
+    faults,
+  )
+}
+
+/** Start mock STS on a free port (same associations and keys); a handle as startMock's. */
+export function startMockSts(fx, faults = {}) {
+  return startMockOf('mock-sts', /mock STS listening on (http:\/\/[0-9.]+:\d+)/, fx, faults)
+}
+
+async function startMockOf(command, listening, fx, faults) {
   const child = spawnTracked(
     process.execPath,
     [
       MAIN,
-      'mock-eks-auth',
+      command,
       '--associations',
       fx.associationsFile,
       '--jwks',
@@ -148,7 +162,7 @@ export async function startMock(fx, faults = {}) {
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv() },
   )
-  const m = await waitForLine(child, /listening on (http:\/\/[0-9.]+:\d+)/, 10_000)
+  const m = await waitForLine(child, listening, 10_000)
   child.stdout.resume()
   const url = m[1]
   const mock = {

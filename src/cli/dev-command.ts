@@ -1,6 +1,7 @@
-// `pod-identity-agent dev`: the one-command local run. Mock EKS Auth + a minted token in a file +
-// the agent on loopback, then proof through the real AWS SDK provider pods use (fromHttp), and the
-// two env vars that point any SDK at it. Runs until Ctrl-C (or exits after the proof with --once).
+// `pod-identity-agent dev`: the one-command local run. Mock EKS Auth (and mock STS, with an STS
+// credential source) + a minted token in a file + the agent on loopback, then proof through the
+// real AWS SDK provider pods use (fromHttp), and the two env vars that point any SDK at it. Runs
+// until Ctrl-C (or exits after the proof with --once).
 
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -22,6 +23,8 @@ Flags:
   --namespace NS           namespace of the demo pod (default default)
   --service-account SA     service account of the demo pod (default demo)
   --role-arn ARN           role of the demo association (default arn:aws:iam::111122223333:role/demo-app)
+  --credential-source SRC  eks-auth (default), sts (a mock STS and an associations file, as on a
+                           cluster that is not EKS), or eks-auth-then-sts (both mocks)
   --once                   exit after the proof instead of serving until Ctrl-C (the token
                            file is kept, to inspect)
   -v, --verbosity LEVEL    agent log level (default warn)
@@ -51,6 +54,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
     namespace: { type: 'string', default: 'default' },
     'service-account': { type: 'string', default: 'demo' },
     'role-arn': { type: 'string', default: 'arn:aws:iam::111122223333:role/demo-app' },
+    'credential-source': { type: 'string', default: 'eks-auth' },
     once: { type: 'boolean', default: false },
     verbosity: { type: 'string', short: 'v', default: 'warn' },
     help: { type: 'boolean', short: 'h' },
@@ -64,9 +68,11 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   const namespace = values.namespace
   const serviceAccount = values['service-account']
 
+  const source = values['credential-source']
   const [
     { TokenIssuer },
     { MockEksAuth },
+    { MockSts },
     { parseAssociations },
     { startAgent },
     { staticNodeCredentials },
@@ -74,6 +80,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   ] = await Promise.all([
     import('../mock/token-issuer.js'),
     import('../mock/mock-eks-auth.js'),
+    import('../mock/mock-sts.js'),
     import('../associations/associations.js'),
     import('../agent.js'),
     import('../node-credentials/default-chain.js'),
@@ -107,8 +114,13 @@ export async function runDevCommand(argv: string[]): Promise<number> {
     nodeCredentials: [nodeKey],
   })
   const mockUrl = await mock.start()
+  const withSts = source !== 'eks-auth'
+  const sts = withSts ? new MockSts({ associations, jwks: issuer.publicJwks() }) : undefined
+  const stsUrl = await sts?.start()
 
   const dir = await mkdtemp(join(tmpdir(), 'pod-identity-agent-dev-'))
+  const associationsFile = join(dir, 'associations.json')
+  if (withSts) await writeFile(associationsFile, JSON.stringify({ associations }, null, 2))
   const tokenFile = join(dir, 'eks-pod-identity-token')
   const writeToken = async (): Promise<void> => {
     const token = await issuer.mint({ namespace, serviceAccount, podName: `${serviceAccount}-dev` })
@@ -116,24 +128,27 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   }
   await writeToken()
 
-  const config = buildServerConfig(
-    {
-      clusterName,
-      port: String(port),
-      bindHosts: ['127.0.0.1'],
-      probePort: '0',
-      metricsAddress: '127.0.0.1',
-      metricsPort: '0',
-      endpoint: mockUrl,
-      verbosity,
-    },
-    { AWS_REGION: region },
-  )
   let agent
   try {
+    const config = buildServerConfig(
+      {
+        clusterName,
+        port: String(port),
+        bindHosts: ['127.0.0.1'],
+        probePort: '0',
+        metricsAddress: '127.0.0.1',
+        metricsPort: '0',
+        endpoint: mockUrl,
+        verbosity,
+        credentialSource: source,
+        ...(withSts ? { associationsFile, stsEndpoint: stsUrl } : {}),
+      },
+      { AWS_REGION: region },
+    )
     agent = await startAgent(config, { nodeCredentials: staticNodeCredentials(nodeKey) })
   } catch (err) {
     await mock.stop()
+    await sts?.stop()
     await rm(dir, { recursive: true, force: true })
     throw new ConfigError(`dev: ${(err as Error).message}`)
   }
@@ -148,6 +163,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
     clearInterval(rotation)
     await agent.close(1000)
     await mock.stop()
+    await sts?.stop()
     if (!keepTokenFile) await rm(dir, { recursive: true, force: true })
   }
 
@@ -156,7 +172,10 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   console.log(
     `  mock EKS Auth  ${mockUrl}  (cluster ${clusterName}, ${namespace}/${serviceAccount} -> ${values['role-arn']})`,
   )
-  console.log(`  agent          ${credentialsUrl}`)
+  if (stsUrl !== undefined) {
+    console.log(`  mock STS       ${stsUrl}  (associations file ${associationsFile})`)
+  }
+  console.log(`  agent          ${credentialsUrl}  (credential source ${source})`)
   console.log(
     `  probes         http://localhost:${agent.probe.port}/readyz   metrics http://127.0.0.1:${agent.metricsServer.port}/metrics`,
   )
@@ -177,6 +196,9 @@ export async function runDevCommand(argv: string[]): Promise<number> {
     console.log(`  SecretAccessKey  ${mask(creds.secretAccessKey)}`)
     console.log(`  SessionToken     ${mask(creds.sessionToken ?? '')}`)
     console.log(`  Expiration       ${creds.expiration?.toISOString() ?? '(none)'}`)
+    console.log(
+      `  issued by        ${mock.stats.byOutcome.success === 1 ? 'EKS Auth (mock)' : 'STS (mock)'}`,
+    )
   } catch (err) {
     const e = err as Error & { Code?: string; Message?: string }
     console.error(

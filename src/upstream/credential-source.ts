@@ -24,7 +24,7 @@ import { gated } from './gated-source.js'
 import { StsSource } from './sts-source.js'
 import type { CredentialSource } from './types.js'
 
-/** With a fallback, EKS Auth's one attempt may take this long before STS is asked, ms. */
+/** With a fallback, EKS Auth may take this long (its gate's queue included) before STS is asked, ms. */
 export const FALLBACK_AFTER_MS = 400
 
 export interface CredentialSourceDeps {
@@ -157,6 +157,7 @@ export async function createCredentialSource(
           clock: deps.clock,
           logger: deps.logger,
           names: ['EKS Auth', 'STS'],
+          primaryBudgetMs: FALLBACK_AFTER_MS,
           onFallback: (reason) => deps.metrics.upstreamFallbacks.inc({ reason }),
           onBreaker: (open) => deps.metrics.upstreamBreakerOpen.set(open ? 1 : 0),
         })

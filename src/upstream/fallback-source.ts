@@ -1,6 +1,7 @@
 // A primary credential source (EKS Auth) with a secondary one (STS) for when the primary cannot
-// serve: unreachable, too slow, failing with 5xx or an unusable answer, throttling past its gate's
-// patience, or without the node's credentials to sign with. Never when the primary has judged the
+// serve: unreachable, not answering within its budget (queueing in its gate included: a herd
+// behind a dead upstream must not wait its turn to time out), failing with 5xx or an unusable
+// answer, throttling, or without the node's credentials to sign with. Never when the primary has judged the
 // request (an invalid or expired token, access denied, no association): that answer goes to the
 // pod. A breaker sends new calls straight to the secondary while the primary keeps failing, and
 // lets one call at a time probe the primary again every PROBE_EVERY_MS; a call that gets through
@@ -15,9 +16,9 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError,
 } from '../errors.js'
-import type { Clock } from '../util/clock.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
-import type { CredentialSource } from './types.js'
+import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
 
 /** Why a call went to the secondary (pod_identity_upstream_fallbacks_total{reason}). */
 export type FallbackReason =
@@ -52,12 +53,45 @@ export function fallbackReason(err: unknown): FallbackReason | undefined {
 export interface FallbackOptions {
   clock: Clock
   logger: Logger
+  /** How long the primary may take, queueing included, before the secondary is asked, ms. */
+  primaryBudgetMs: number
   /** Names for the log lines, e.g. 'EKS Auth' and 'STS'. */
   names: [string, string]
   /** Told of every call sent to the secondary, with why. */
   onFallback?: (reason: FallbackReason) => void
   /** Told when the breaker opens (true) or closes (false). */
   onBreaker?: (open: boolean) => void
+}
+
+/**
+ * The primary's call, or an UpstreamTimeoutError once its budget has passed. A call still queued
+ * then is told to give up (its signal), and fails at once when its turn comes.
+ */
+function withinBudget(
+  fetch: CredentialSource['fetch'],
+  request: Parameters<CredentialSource['fetch']>[0],
+  options: FetchOptions,
+  o: FallbackOptions,
+): Promise<SourceAnswer> {
+  const ac = new AbortController()
+  const onCallerAbort = (): void => ac.abort(options.signal?.reason)
+  options.signal?.addEventListener('abort', onCallerAbort, { once: true })
+  const call = fetch(request, { ...options, signal: ac.signal })
+  call.catch(() => {}) // after the budget nobody awaits it
+  let timer: TimerHandle | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = o.clock.setTimer(() => {
+      const err = new UpstreamTimeoutError(
+        `${o.names[0]} did not answer within ${o.primaryBudgetMs} ms`,
+      )
+      ac.abort(err)
+      reject(err)
+    }, o.primaryBudgetMs)
+  })
+  return Promise.race([call, deadline]).finally(() => {
+    timer?.cancel()
+    options.signal?.removeEventListener('abort', onCallerAbort)
+  })
 }
 
 export function withFallback(
@@ -107,7 +141,7 @@ export function withFallback(
         nextProbeMs = o.clock.now() + PROBE_EVERY_MS
       }
       try {
-        const answer = await primary.fetch(request, options)
+        const answer = await withinBudget(primary.fetch.bind(primary), request, options, o)
         close()
         return answer
       } catch (err) {

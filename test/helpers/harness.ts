@@ -12,6 +12,8 @@ import type { ServerConfig } from '../../src/config/server-config.js'
 import type { Association } from '../../src/associations/associations.js'
 import type { MockEksAuthOptions } from '../../src/mock/mock-eks-auth.js'
 import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
+import type { MockStsOptions } from '../../src/mock/mock-sts.js'
+import { MockSts } from '../../src/mock/mock-sts.js'
 import type { MintOptions } from '../../src/mock/token-issuer.js'
 import { TokenIssuer } from '../../src/mock/token-issuer.js'
 import { staticNodeCredentials } from '../../src/node-credentials/default-chain.js'
@@ -46,10 +48,19 @@ export interface HarnessOptions {
   deps?: Partial<AgentDeps>
   /** Start the mock? (false: the agent points at a closed port). Default true. */
   startMock?: boolean
+  /**
+   * Also start a mock STS with the same associations and keys, write the associations file, and
+   * point the agent's STS source at them (the agent uses them once config.credentialSource says).
+   */
+  sts?: Partial<MockStsOptions> | boolean
 }
 
 export interface Harness {
   mock: MockEksAuth
+  /** The mock STS, when the harness started one. */
+  sts: MockSts | undefined
+  /** The associations file the agent reads, when the harness wrote one. */
+  associationsFile: string | undefined
   issuer: TokenIssuer
   agent: RunningAgent
   /** http://127.0.0.1:PORT/v1/credentials */
@@ -113,6 +124,22 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     ...o.mock,
   })
   const mockUrl = o.startMock === false ? 'http://127.0.0.1:9' : await mock.start()
+  const dir = await mkdtemp(join(tmpdir(), 'pia-test-'))
+  let sts: MockSts | undefined
+  let associationsFile: string | undefined
+  const stsConfig: Partial<ServerConfig> = {}
+  if (o.sts !== undefined && o.sts !== false) {
+    sts = new MockSts({
+      associations: DEFAULT_ASSOCIATIONS,
+      jwks: issuer.publicJwks(),
+      ...(clock !== undefined ? { now: () => clock.now() } : {}),
+      ...(o.sts === true ? {} : o.sts),
+    })
+    associationsFile = join(dir, 'associations.json')
+    await writeFile(associationsFile, JSON.stringify({ associations: DEFAULT_ASSOCIATIONS }))
+    stsConfig.associationsFile = associationsFile
+    stsConfig.stsEndpoint = await sts.start()
+  }
   const logs: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -120,7 +147,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
       cb()
     },
   })
-  const config = baseConfig({ endpoint: mockUrl, ...o.config })
+  const config = baseConfig({ endpoint: mockUrl, ...stsConfig, ...o.config })
   const agent = await startAgent(config, {
     logger: createLogger(config.verbosity, sink),
     nodeCredentials: staticNodeCredentials(NODE_KEY),
@@ -129,12 +156,13 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   })
   const listener = agent.listeners[0]!
   const url = `http://${listener.host}:${listener.port}/v1/credentials`
-  const dir = await mkdtemp(join(tmpdir(), 'pia-test-'))
   let n = 0
   const secrets = new Set<string>([NODE_KEY.secretAccessKey, NODE_KEY.sessionToken])
 
   const h: Harness = {
     mock,
+    sts,
+    associationsFile,
     issuer,
     agent,
     url,
@@ -172,6 +200,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     async close() {
       await agent.close(500)
       await mock.stop()
+      await sts?.stop()
       await rm(dir, { recursive: true, force: true })
     },
   }

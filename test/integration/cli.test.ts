@@ -113,7 +113,7 @@ describe('server flags', () => {
     const unknown = await runCli(['serve'])
     expect(unknown.code).toBe(2)
     expect(unknown.stderr.trim()).toBe(
-      'pod-identity-agent: unknown command "serve"; expected one of server, initialize, mock-eks-auth, token, dev, version (see pod-identity-agent --help)',
+      'pod-identity-agent: unknown command "serve"; expected one of server, initialize, mock-eks-auth, mock-sts, token, dev, version (see pod-identity-agent --help)',
     )
   })
 })

@@ -16,7 +16,7 @@ import {
 import type { CredentialSource, SourceAnswer } from '../../../src/upstream/types.js'
 import { ManualClock } from '../../../src/util/clock.js'
 import { createLogger } from '../../../src/util/logger.js'
-import { podCredentials } from '../../helpers/deferred-source.js'
+import { flush, podCredentials } from '../../helpers/deferred-source.js'
 import { logLines } from '../../helpers/log-lines.js'
 
 const request = { token: 'a.b.c', claims: {} } as unknown as CheckedToken
@@ -59,6 +59,7 @@ function setup() {
     clock,
     logger: createLogger('info', logs),
     names: ['EKS Auth', 'STS'],
+    primaryBudgetMs: 400,
     onFallback: (r) => reasons.push(r),
     onBreaker: (open) => breaker.push(open),
   })
@@ -142,5 +143,40 @@ describe('withFallback', () => {
     await s.fetch()
     await s.fetch()
     expect(s.breaker).toEqual([]) // never 3 in a row
+  })
+})
+
+describe('withFallback, the primary budget', () => {
+  it('asks STS once EKS Auth has not answered within its budget, queueing included, and tells the queued call to give up', async () => {
+    const clock = new ManualClock()
+    let signal: AbortSignal | undefined
+    const stuck: CredentialSource = {
+      fetch: (_r, options) => {
+        signal = options?.signal
+        return new Promise(() => {}) // queued behind a dead upstream: never answers
+      },
+      warmUp: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    }
+    const sts = scripted('sts')
+    const reasons: FallbackReason[] = []
+    const source = withFallback(stuck, sts.source, {
+      clock,
+      logger: createLogger('info', logLines()),
+      names: ['EKS Auth', 'STS'],
+      primaryBudgetMs: 400,
+      onFallback: (r) => reasons.push(r),
+    })
+    let served: string | undefined
+    void source.fetch(request).then((a) => (served = a.credentials.accessKeyId))
+    clock.advance(399)
+    await flush()
+    expect(served).toBeUndefined()
+    clock.advance(1)
+    await flush()
+    expect(served).toBe('ASIATESTsts')
+    expect(reasons).toEqual(['timeout'])
+    expect(signal?.aborted).toBe(true)
+    expect(clock.pendingTimers).toBe(0)
   })
 })
