@@ -1,6 +1,13 @@
-import { describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { UpstreamError } from '../../../src/errors.js'
-import { sessionName, stsError } from '../../../src/upstream/sts-source.js'
+import { MockSts } from '../../../src/mock/mock-sts.js'
+import { TokenIssuer } from '../../../src/mock/token-issuer.js'
+import { checkToken } from '../../../src/token/validity.js'
+import type { StsSourceOptions } from '../../../src/upstream/sts-source.js'
+import { StsSource, sessionName, stsError } from '../../../src/upstream/sts-source.js'
+import { systemClock } from '../../../src/util/clock.js'
+import type { ConnectProxy } from '../../helpers/connect-proxy.js'
+import { startConnectProxy } from '../../helpers/connect-proxy.js'
 
 const TOKEN =
   'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg'
@@ -84,5 +91,84 @@ describe('stsError', () => {
       statusCode: 504,
       code: 'UpstreamTimeout',
     })
+  })
+})
+
+describe('StsSource against the mock STS', () => {
+  const ROLE = 'arn:aws:iam::111122223333:role/App'
+  const association = { namespace: 'default', serviceAccount: 'app', roleArn: ROLE }
+  let issuer: TokenIssuer
+  let mock: MockSts
+  let url: string
+  const proxies: ConnectProxy[] = []
+
+  beforeAll(async () => {
+    issuer = await TokenIssuer.generate()
+    mock = new MockSts({ associations: [association], jwks: issuer.publicJwks() })
+    url = await mock.start()
+  })
+  afterEach(() => {
+    vi.unstubAllEnvs()
+    mock.setFaults({ errorRate: 0, throttleQps: 0 })
+    mock.resetStats()
+  })
+  afterAll(async () => {
+    await mock.stop()
+    for (const p of proxies) p.server.close()
+  })
+
+  const source = (over: Partial<StsSourceOptions> = {}) =>
+    new StsSource({
+      region: 'us-west-2',
+      endpoint: url,
+      associations: { find: (n, s) => (n === 'default' && s === 'app' ? association : undefined) },
+      clusterName: 'c1',
+      defaultDurationSeconds: 3600,
+      clock: systemClock,
+      random: () => 0,
+      ...over,
+    })
+  const request = async () =>
+    checkToken(
+      await issuer.mint({ namespace: 'default', serviceAccount: 'app', podName: 'p1' }),
+      Date.now(),
+    )
+
+  it('honours AWS_ENDPOINT_URL_STS when no --sts-endpoint is given', async () => {
+    vi.stubEnv('AWS_ENDPOINT_URL_STS', url)
+    const s = source({ endpoint: undefined })
+    const answer = await s.fetch(await request())
+    expect(answer.credentials.assumedRoleArn).toMatch(
+      /^arn:aws:sts::111122223333:assumed-role\/App\/eks-c1-p1-/,
+    )
+    expect(mock.stats.byOutcome.success).toBe(1)
+    await s.close()
+  })
+
+  it('honours HTTP_PROXY (CONNECT through the proxy)', async () => {
+    const proxy = await startConnectProxy()
+    proxies.push(proxy)
+    vi.stubEnv('HTTP_PROXY', `http://127.0.0.1:${proxy.port}`)
+    vi.stubEnv('http_proxy', `http://127.0.0.1:${proxy.port}`)
+    const s = source()
+    await s.fetch(await request())
+    expect(proxy.tunnels()).toBe(1)
+    await s.close()
+  })
+
+  it('retries a 503 up to 3 attempts; never Throttling (the gate paces it) or a refusal', async () => {
+    const s = source()
+    mock.setFaults({ errorRate: 1, errorStatus: 503 })
+    await expect(s.fetch(await request())).rejects.toMatchObject({ statusCode: 503 })
+    expect(mock.stats.requests).toBe(3)
+    mock.setFaults({ errorRate: 0, throttleQps: 1 })
+    mock.resetStats()
+    await s.fetch(await request())
+    await expect(s.fetch(await request())).rejects.toMatchObject({
+      statusCode: 429,
+      code: 'Throttling',
+    })
+    expect(mock.stats.requests).toBe(2)
+    await s.close()
   })
 })
