@@ -18,7 +18,7 @@ import { isClusterName } from '../config/values.js'
 import { kubernetesSubject } from '../token/parse-token.js'
 import { EKS_AUTH_ERRORS } from '../upstream/error-codes.js'
 import type { AwsAuthErrorCode, EksAuthErrorCode } from '../upstream/error-codes.js'
-import type { MockUpstreamOptions } from './mock-upstream.js'
+import type { Answer, MockUpstreamOptions } from './mock-upstream.js'
 import { fakeCredentials, stableBase32 } from './fake-credentials.js'
 import { MockUpstream, clip, readBody } from './mock-upstream.js'
 import { SigV4Checker, type NodeCredential } from './sigv4-check.js'
@@ -130,23 +130,21 @@ export class MockEksAuth extends MockUpstream {
 
   protected serve(req: IncomingMessage, res: ServerResponse, url: string): void {
     const requestId = randomUUID()
-    this.#handle(req, url)
-      .then(
-        (body) => this.#answer(res, 200, requestId, 'success', body),
-        (err: unknown) => {
-          if (req.socket.destroyed) {
-            this.count('ClientClosed')
-            return
-          }
-          const e =
-            err instanceof ApiError
-              ? err
-              : new ApiError('InternalServerException', 'An internal error occurred.')
-          const body = JSON.stringify({ __type: e.code, message: e.message })
-          return this.#answer(res, e.status, requestId, e.code, body)
-        },
-      )
-      .catch(() => res.destroy())
+    this.settle(req, res, this.#handle(req, url), {
+      ok: (body) => restJson(200, requestId, 'success', body),
+      failed: (err) => {
+        const e =
+          err instanceof ApiError
+            ? err
+            : new ApiError('InternalServerException', 'An internal error occurred.')
+        return restJson(
+          e.status,
+          requestId,
+          e.code,
+          JSON.stringify({ __type: e.code, message: e.message }),
+        )
+      },
+    })
   }
 
   /** The operation itself; returns the success body or throws ApiError. */
@@ -247,21 +245,16 @@ export class MockEksAuth extends MockUpstream {
       },
     })
   }
+}
 
-  #answer(
-    res: ServerResponse,
-    status: number,
-    requestId: string,
-    outcome: string,
-    body: string,
-  ): Promise<void> {
-    const headers: Record<string, string> = {
-      'Content-Type': 'application/json',
-      'x-amzn-RequestId': requestId,
-    }
-    if (status !== 200) headers['x-amzn-ErrorType'] = `${outcome}${ERROR_TYPE_SUFFIX}`
-    return this.answer(res, status, outcome, headers, body)
+/** A restJson1 answer: JSON, the request id, and on an error the type header AWS sends. */
+function restJson(status: number, requestId: string, outcome: string, body: string): Answer {
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/json',
+    'x-amzn-RequestId': requestId,
   }
+  if (status !== 200) headers['x-amzn-ErrorType'] = `${outcome}${ERROR_TYPE_SUFFIX}`
+  return { status, outcome, headers, body }
 }
 
 function expiredToken(): ApiError {

@@ -74,26 +74,20 @@ export class MockSts extends MockUpstream {
   protected serve(req: IncomingMessage, res: ServerResponse, url: string): void {
     const requestId = randomUUID()
     const headers = { 'Content-Type': 'text/xml', 'x-amzn-RequestId': requestId }
-    this.#handle(req, url, requestId)
-      .then(
-        (body) => this.answer(res, 200, 'success', headers, body),
-        (err: unknown) => {
-          if (req.socket.destroyed) {
-            this.count('ClientClosed')
-            return
-          }
-          const e =
-            err instanceof StsFault
-              ? err
-              : new StsFault('InternalFailure', 'An internal error occurred.')
-          const type = e.status >= 500 ? 'Receiver' : 'Sender'
-          const body =
-            `<ErrorResponse xmlns="${XMLNS}"><Error><Type>${type}</Type><Code>${e.code}</Code>` +
-            `<Message>${xml(e.message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`
-          return this.answer(res, e.status, e.code, headers, body)
-        },
-      )
-      .catch(() => res.destroy())
+    this.settle(req, res, this.#handle(req, url, requestId), {
+      ok: (body) => ({ status: 200, outcome: 'success', headers, body }),
+      failed: (err) => {
+        const e =
+          err instanceof StsFault
+            ? err
+            : new StsFault('InternalFailure', 'An internal error occurred.')
+        const type = e.status >= 500 ? 'Receiver' : 'Sender'
+        const body =
+          `<ErrorResponse xmlns="${XMLNS}"><Error><Type>${type}</Type><Code>${e.code}</Code>` +
+          `<Message>${xml(e.message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`
+        return { status: e.status, outcome: e.code, headers, body }
+      },
+    })
   }
 
   async #handle(req: IncomingMessage, url: string, requestId: string): Promise<string> {

@@ -21,6 +21,14 @@ export interface MockStats {
   accessKeyIds: string[]
 }
 
+/** One answer of a mock: status, the outcome it is counted as, headers and body. */
+export interface Answer {
+  status: number
+  outcome: string
+  headers: Record<string, string | number>
+  body: string
+}
+
 export interface MockUpstreamOptions {
   /** Default `127.0.0.1`. */
   host?: string | undefined
@@ -126,6 +134,28 @@ export abstract class MockUpstream {
   protected injectedError(): 500 | 503 | undefined {
     const { errorRate, errorStatus } = this.#faults
     return errorRate > 0 && Math.random() < errorRate ? errorStatus : undefined
+  }
+
+  /**
+   * Answer a request with what `work` gives (`ok`), or `failed(err)` for its error; a client that
+   * went away meanwhile is counted, not answered.
+   */
+  protected settle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    work: Promise<string>,
+    answers: { ok: (body: string) => Answer; failed: (err: unknown) => Answer },
+  ): void {
+    work
+      .then(answers.ok, (err: unknown) => {
+        if (!req.socket.destroyed) return answers.failed(err)
+        this.count('ClientClosed')
+        return undefined
+      })
+      .then((a) =>
+        a === undefined ? undefined : this.answer(res, a.status, a.outcome, a.headers, a.body),
+      )
+      .catch(() => res.destroy())
   }
 
   /** Answer after the latency fault, counting the outcome. */

@@ -26,6 +26,7 @@ import {
   parseSuccessBody,
   type ResponseHeaders,
 } from './eks-auth-response.js'
+import { readCapped } from './read-capped.js'
 import type { RetryPolicy } from './retry.js'
 import { callerAbortError, withRetries } from './retry.js'
 import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
@@ -114,30 +115,6 @@ function errorCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined
   const code = (err as { code?: unknown }).code
   return typeof code === 'string' ? code : undefined
-}
-
-/** Reads a body up to `limit` bytes; `undefined` (body destroyed) when it is larger. */
-async function readCapped(
-  body: Dispatcher.ResponseData['body'],
-  headers: ResponseHeaders,
-  limit: number,
-): Promise<Buffer | undefined> {
-  const declared = Number(headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) {
-    body.destroy()
-    return undefined
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) {
-      body.destroy()
-      return undefined
-    }
-    chunks.push(chunk)
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
 }
 
 /** What #load builds once per client: the dispatcher and the signer. */

@@ -6,6 +6,7 @@
 
 import type { STSClientConfig } from '@aws-sdk/client-sts'
 import type { Dispatcher } from 'undici'
+import { readCapped } from './read-capped.js'
 
 /** The handler type the STS client takes. */
 export type SdkRequestHandler = NonNullable<STSClientConfig['requestHandler']>
@@ -40,22 +41,6 @@ function queryString(query: SdkRequest['query']): string {
   return parts.length === 0 ? '' : `?${parts.join('&')}`
 }
 
-async function readAll(body: Dispatcher.ResponseData['body']): Promise<Uint8Array> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > MAX_BODY_BYTES) {
-      body.destroy()
-      throw Object.assign(new Error(`response body larger than ${MAX_BODY_BYTES} bytes`), {
-        code: 'UND_ERR_RES_EXCEEDED_MAX_SIZE',
-      })
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks, size)
-}
-
 /** An SDK request handler that sends through `dispatcher`; timeouts per phase in ms. */
 export function undiciRequestHandler(dispatcher: Dispatcher, timeoutMs: number): SdkRequestHandler {
   return {
@@ -76,7 +61,13 @@ export function undiciRequestHandler(dispatcher: Dispatcher, timeoutMs: number):
       for (const [k, v] of Object.entries(res.headers)) {
         if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v
       }
-      return { response: { statusCode: res.statusCode, headers, body: await readAll(res.body) } }
+      const body = await readCapped(res.body, res.headers, MAX_BODY_BYTES)
+      if (body === undefined) {
+        throw Object.assign(new Error(`response body larger than ${MAX_BODY_BYTES} bytes`), {
+          code: 'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+        })
+      }
+      return { response: { statusCode: res.statusCode, headers, body } }
     },
     updateHttpClientConfig() {},
     httpHandlerConfigs: () => ({}),
