@@ -108,7 +108,15 @@ describe('server flags', () => {
     expect((await runCli(['version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
     const help = await runCli(['--help'])
     expect(help.code).toBe(0)
-    for (const c of ['server', 'initialize', 'mock-eks-auth', 'token', 'dev', 'version'])
+    for (const c of [
+      'server',
+      'initialize',
+      'mock-eks-auth',
+      'mock-sts',
+      'token',
+      'dev',
+      'version',
+    ])
       expect(help.stdout).toContain(c)
     const unknown = await runCli(['serve'])
     expect(unknown.code).toBe(2)
@@ -285,5 +293,17 @@ describe('dev', () => {
     )
     expect(r.stdout).toMatch(/export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=\S+/)
     expect(r.stdout).toContain('not shown')
+    expect(r.stdout).toContain('issued by        EKS Auth (mock)')
+  })
+
+  it('dev --once --credential-source sts: the same through the mock STS and an associations file', async () => {
+    const r = await runCli(['dev', '--once', '--credential-source', 'sts'], {}, 30_000)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(
+      /mock STS +http:\/\/127\.0\.0\.1:\d+ +\(associations file \S+associations\.json\)/,
+    )
+    expect(r.stdout).toContain('(credential source sts)')
+    expect(r.stdout).toMatch(/AccessKeyId +ASIA[A-Z2-7]{16}/)
+    expect(r.stdout).toContain('issued by        STS (mock)')
   })
 })
