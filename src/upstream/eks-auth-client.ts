@@ -28,7 +28,7 @@ import {
 } from './eks-auth-response.js'
 import { readCapped } from './read-capped.js'
 import type { RetryPolicy } from './retry.js'
-import { callerAbortError, withRetries } from './retry.js'
+import { attemptSignal, callerAbortError, withRetries } from './retry.js'
 import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
 import { DEFAULT_MAX_WINDOW } from './upstream-gate.js'
 
@@ -300,11 +300,8 @@ export class EksAuthClient implements CredentialSource {
 
     const t0 = this.#clock.monotonicMs()
     // The attempt's deadline (undici's header and body timeouts bound each phase in real time as
-    // well); the caller's signal is chained with a listener removed in `finally`.
-    const ac = new AbortController()
-    const timer = this.#clock.setTimer(() => ac.abort(), this.#attemptTimeoutMs)
-    const onCallerAbort = () => ac.abort()
-    signal?.addEventListener('abort', onCallerAbort, { once: true })
+    // well), chained to the caller's signal and released in `finally`.
+    const deadline = attemptSignal(this.#retry, signal)
 
     let statusCode: number | undefined
     let outcome: 'success' | 'error' = 'error'
@@ -318,12 +315,12 @@ export class EksAuthClient implements CredentialSource {
           method: 'POST',
           headers,
           body,
-          signal: ac.signal,
+          signal: deadline.signal,
           headersTimeout: this.#attemptTimeoutMs,
           bodyTimeout: this.#attemptTimeoutMs,
         })
       } catch (err) {
-        throw this.#transportError(err, ac.signal, signal)
+        throw this.#transportError(err, deadline.signal, signal)
       }
       statusCode = res.statusCode
       const resHeaders = res.headers as ResponseHeaders
@@ -333,7 +330,7 @@ export class EksAuthClient implements CredentialSource {
         try {
           buf = await readCapped(res.body, resHeaders, MAX_RESPONSE_BYTES)
         } catch (err) {
-          throw this.#transportError(err, ac.signal, signal)
+          throw this.#transportError(err, deadline.signal, signal)
         }
         if (buf === undefined) {
           throw new InvalidUpstreamResponseError(
@@ -367,8 +364,7 @@ export class EksAuthClient implements CredentialSource {
       code = err instanceof AgentError ? err.code : 'InternalError'
       throw err
     } finally {
-      timer.cancel()
-      signal?.removeEventListener('abort', onCallerAbort)
+      deadline.release()
       if (this.#onAttempt !== undefined) {
         try {
           this.#onAttempt({

@@ -70,6 +70,27 @@ export async function withRetries<T>(
   }
 }
 
+/**
+ * One attempt's signal: aborted once the policy's attempt budget has passed or when the caller's
+ * signal aborts. `release()` cancels the timer and unhooks the caller's signal.
+ */
+export function attemptSignal(
+  p: RetryPolicy,
+  caller?: AbortSignal,
+): { signal: AbortSignal; release: () => void } {
+  const ac = new AbortController()
+  const timer = p.clock.setTimer(() => ac.abort(), p.attemptTimeoutMs)
+  const onCallerAbort = (): void => ac.abort()
+  caller?.addEventListener('abort', onCallerAbort, { once: true })
+  return {
+    signal: ac.signal,
+    release: () => {
+      timer.cancel()
+      caller?.removeEventListener('abort', onCallerAbort)
+    },
+  }
+}
+
 function sleep(clock: Clock, ms: number, upstream: string, signal?: AbortSignal): Promise<void> {
   if (ms <= 0) return Promise.resolve()
   return new Promise((resolve, reject) => {

@@ -5,7 +5,7 @@
 // characters. Requests go through undici (proxy-aware), retried as retry.ts says.
 
 import type { Dispatcher } from 'undici'
-import type { STSClient } from '@aws-sdk/client-sts'
+import type { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts'
 import type { Association } from '../associations/associations.js'
 import { associationIdOf } from '../associations/associations.js'
 import { AgentError, NoAssociationError } from '../errors.js'
@@ -13,7 +13,7 @@ import type { CheckedToken } from '../token/validity.js'
 import type { Clock } from '../util/clock.js'
 import type { RetryPolicy } from './retry.js'
 import { parseStsAnswer, stsError } from './sts-response.js'
-import { callerAbortError, withRetries } from './retry.js'
+import { attemptSignal, callerAbortError, withRetries } from './retry.js'
 import type { CredentialSource, FetchOptions, SourceAnswer } from './types.js'
 import { undiciRequestHandler } from './undici-handler.js'
 
@@ -67,19 +67,26 @@ export function sessionName(
   return `${prefix.slice(0, MAX_SESSION_NAME - SUFFIX_CHARS - 1)}-${suffix}`
 }
 
+/** What #load builds once: the SDK client, its dispatcher, and the one command the source sends. */
+interface StsTransport {
+  client: STSClient
+  dispatcher: Dispatcher
+  /** Whether the dispatcher is this source's to close. */
+  owned: boolean
+  AssumeRoleWithWebIdentityCommand: typeof AssumeRoleWithWebIdentityCommand
+}
+
 export class StsSource implements CredentialSource {
   readonly #o: StsSourceOptions
   readonly #retry: RetryPolicy
-  readonly #attemptTimeoutMs: number
-  #client: Promise<{ client: STSClient; dispatcher: Dispatcher; owned: boolean }> | undefined
+  #client: Promise<StsTransport> | undefined
 
   constructor(o: StsSourceOptions) {
     this.#o = o
-    this.#attemptTimeoutMs = o.attemptTimeoutMs ?? 1000
     this.#retry = {
       clock: o.clock,
       maxAttempts: 3,
-      attemptTimeoutMs: this.#attemptTimeoutMs,
+      attemptTimeoutMs: o.attemptTimeoutMs ?? 1000,
       totalTimeoutMs: 3000,
       random: o.random ?? Math.random,
     }
@@ -122,9 +129,9 @@ export class StsSource implements CredentialSource {
   }
 
   /** The SDK client, built once (its modules load on first use). */
-  #load(): Promise<{ client: STSClient; dispatcher: Dispatcher; owned: boolean }> {
+  #load(): Promise<StsTransport> {
     this.#client ??= (async () => {
-      const [{ STSClient }, undici] = await Promise.all([
+      const [{ STSClient, AssumeRoleWithWebIdentityCommand }, undici] = await Promise.all([
         import('@aws-sdk/client-sts'),
         import('undici'),
       ])
@@ -140,11 +147,11 @@ export class StsSource implements CredentialSource {
         ...(this.#o.endpoint !== undefined ? { endpoint: this.#o.endpoint } : {}),
         // Retries are ours (retry.ts): the SDK's would retry throttling too.
         maxAttempts: 1,
-        requestHandler: undiciRequestHandler(dispatcher, this.#attemptTimeoutMs),
+        requestHandler: undiciRequestHandler(dispatcher, this.#retry.attemptTimeoutMs),
         // AssumeRoleWithWebIdentity is unsigned: the node's credentials are never needed.
         credentials: () => Promise.reject(new Error('AssumeRoleWithWebIdentity is unsigned')),
       })
-      return { client, dispatcher, owned }
+      return { client, dispatcher, owned, AssumeRoleWithWebIdentityCommand }
     })()
     return this.#client
   }
@@ -159,27 +166,22 @@ export class StsSource implements CredentialSource {
     token: string,
     signal: AbortSignal | undefined,
   ): Promise<Omit<SourceAnswer, 'association'>> {
-    const { client } = await this.#load()
-    const { AssumeRoleWithWebIdentityCommand } = await import('@aws-sdk/client-sts')
+    const { client, AssumeRoleWithWebIdentityCommand } = await this.#load()
     const t0 = this.#o.clock.monotonicMs()
-    const ac = new AbortController()
-    const timer = this.#o.clock.setTimer(() => ac.abort(), this.#attemptTimeoutMs)
-    const onCallerAbort = (): void => ac.abort()
-    signal?.addEventListener('abort', onCallerAbort, { once: true })
+    const attempt = attemptSignal(this.#retry, signal)
     let code: string | undefined
     try {
       const out = await client.send(new AssumeRoleWithWebIdentityCommand(input), {
-        abortSignal: ac.signal,
+        abortSignal: attempt.signal,
       })
       return parseStsAnswer(out)
     } catch (err) {
       if (signal?.aborted) throw callerAbortError(signal, 'STS')
-      const e = err instanceof AgentError ? err : stsError(err, ac.signal.aborted, token)
+      const e = err instanceof AgentError ? err : stsError(err, attempt.signal.aborted, token)
       code = e.code
       throw e
     } finally {
-      timer.cancel()
-      signal?.removeEventListener('abort', onCallerAbort)
+      attempt.release()
       this.#o.onAttempt?.({
         durationMs: this.#o.clock.monotonicMs() - t0,
         outcome: code === undefined ? 'success' : 'error',
