@@ -3,6 +3,7 @@
 
 import { Registry } from 'prom-client'
 import { CredentialCache } from './cache/credential-cache.js'
+import { entryScope } from './cache/entry-scope.js'
 import type { ServerConfig } from './config/server-config.js'
 import { describeConfig } from './config/server-config.js'
 import type { AgentMetrics } from './metrics/metrics.js'
@@ -12,6 +13,9 @@ import type { Address } from './server/servers.js'
 import { startServers } from './server/servers.js'
 import { createCredentialSource } from './upstream/credential-source.js'
 import type { CredentialSource } from './upstream/types.js'
+import type { IssuerKeys } from './token/issuer-keys.js'
+import { openIssuerKeys } from './token/issuer-keys.js'
+import { TokenVerifier } from './token/verify-token.js'
 import type { Clock } from './util/clock.js'
 import { systemClock } from './util/clock.js'
 import type { Logger } from './util/logger.js'
@@ -64,9 +68,10 @@ export async function startAgent(
     logLinesDropped: linesDroppedBy(logger),
     processMetrics: deps.processMetrics,
   })
-  const { source, description } =
+  const keys = await openKeys(config, clock, logger)
+  const { source, description, roleOf } =
     deps.source !== undefined
-      ? { source: deps.source, description: { source: 'injected' } }
+      ? { source: deps.source, description: { source: 'injected' }, roleOf: undefined }
       : await createCredentialSource(config, {
           clock,
           metrics,
@@ -84,12 +89,36 @@ export async function startAgent(
     refreshQps: config.maxServiceQps,
     refusalTtlMs: config.negativeCacheTtlMs,
   })
-  const servers = await startServers({ config, cache, clock, metrics, registry, logger }).catch(
-    async (err: unknown) => {
-      await source.close()
-      throw err
-    },
-  )
+  const verifier =
+    keys === undefined
+      ? undefined
+      : new TokenVerifier({
+          keys,
+          issuer: config.tokenIssuer as string,
+          audience: config.tokenAudience,
+          clock,
+          logger,
+          onResult: (result) => metrics.localValidation.inc({ result }),
+        })
+  const scope = entryScope({
+    verifier,
+    share: config.shareCredentials,
+    clusterName: config.clusterName,
+    roleOf,
+  })
+  const servers = await startServers({
+    config,
+    cache,
+    scope,
+    clock,
+    metrics,
+    registry,
+    logger,
+  }).catch(async (err: unknown) => {
+    await source.close()
+    await keys?.close()
+    throw err
+  })
   logger.info(
     {
       event: 'started',
@@ -104,7 +133,10 @@ export async function startAgent(
     },
     'pod-identity-agent started',
   )
-  const warmUp = clock.setTimer(() => void source.warmUp(), WARM_UP_DELAY_MS)
+  const warmUp = clock.setTimer(() => {
+    void source.warmUp()
+    void keys?.warmUp()
+  }, WARM_UP_DELAY_MS)
 
   let closing: Promise<void> | undefined
   return {
@@ -119,9 +151,29 @@ export async function startAgent(
         warmUp.cancel()
         await servers.close(graceMs)
         await source.close()
+        await keys?.close()
         logger.info({ event: 'stopped' }, 'pod-identity-agent stopped')
       })()
       return closing
     },
   }
+}
+
+/** The issuer's keys when tokens are verified on the node (--token-jwks). */
+async function openKeys(
+  config: ServerConfig,
+  clock: Clock,
+  logger: Logger,
+): Promise<IssuerKeys | undefined> {
+  if (config.tokenJwks === undefined) return undefined
+  const jwks = config.tokenJwks
+  return openIssuerKeys({
+    jwks,
+    clock,
+    onFileRejected: (reason) =>
+      logger.warn(
+        { event: 'token_jwks_rejected', path: jwks, error: reason },
+        'kept the issuer keys as they were: the changed key file is not valid',
+      ),
+  })
 }

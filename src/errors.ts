@@ -7,6 +7,10 @@ const STATUS = {
   MissingToken: 400,
   MalformedToken: 400,
   InvalidTokenClaims: 400,
+  InvalidTokenSignature: 400,
+  InvalidTokenIssuer: 400,
+  InvalidTokenAudience: 400,
+  TokenNotBoundToPod: 400,
   AccessDenied: 403,
   NotFound: 404,
   NoAssociation: 404,
@@ -93,6 +97,40 @@ export class InvalidTokenClaimsError extends LocalError {
   static override readonly code: AgentErrorCode = 'InvalidTokenClaims'
   constructor(problems: readonly string[]) {
     super(`Service account token failed basic claim validations: ${problems.join(', ')}`)
+  }
+}
+
+/** With --token-jwks: the token's signature does not verify against the issuer's pinned keys. */
+export class InvalidTokenSignatureError extends LocalError {
+  static override readonly code: AgentErrorCode = 'InvalidTokenSignature'
+  constructor(reason: string) {
+    super(`Service account token failed signature verification: ${reason}`)
+  }
+}
+
+/** With --token-jwks: the token's `iss` is not --token-issuer. */
+export class InvalidTokenIssuerError extends LocalError {
+  static override readonly code: AgentErrorCode = 'InvalidTokenIssuer'
+  constructor(expected: string) {
+    super(`Service account token was not issued by the cluster's issuer (expected "${expected}")`)
+  }
+}
+
+/** With --token-jwks: the token's `aud` does not include --token-audience. */
+export class InvalidTokenAudienceError extends LocalError {
+  static override readonly code: AgentErrorCode = 'InvalidTokenAudience'
+  constructor(expected: string) {
+    super(`Service account token is not meant for this agent (audience must include "${expected}")`)
+  }
+}
+
+/** With --token-jwks: a verified token that names no pod, service account or namespace. */
+export class TokenNotBoundToPodError extends LocalError {
+  static override readonly code: AgentErrorCode = 'TokenNotBoundToPod'
+  constructor(missing: string) {
+    super(
+      `Service account token is not bound to a pod (${missing}): use a projected token, as the pod identity webhook mounts`,
+    )
   }
 }
 

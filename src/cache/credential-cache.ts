@@ -25,12 +25,12 @@ import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { tokenDigest } from '../util/logger.js'
 import { TokenBucket } from '../util/token-bucket.js'
-import { cacheKey } from './cache-key.js'
 import { hitHeaders, serializeCredentials } from './credentials-body.js'
+import type { ScopedRequest } from './entry-scope.js'
+import type { ReuseReason, Scope, Slot, TokenBinding } from './key-map.js'
+import { KeyMap } from './key-map.js'
 
 export interface CacheEntry {
-  /** The token as the pod sent it, and its claims: a hit requires this very string. */
-  readonly request: CheckedToken
   /** Pre-serialised 200 body. */
   readonly body: Buffer
   /** Response headers for a hit, as a flat [name, value, ...] list. */
@@ -42,11 +42,18 @@ export interface CacheEntry {
   /** Renew in the background after this instant (Infinity: never worth renewing). */
   refreshAtMs: number
   refreshFailures: number
-  /** For logs: short digest of the token, and whom the credentials were issued for. */
-  readonly digest: string
+  /** For logs and reuse metrics: the token that fetched these credentials, and its pod. */
+  readonly fetchedBy: Fetcher
+  /** Whom the credentials were issued for, and the role (the assumed-role ARN). */
   readonly association: AssociationInfo
-  /** The end of this entry's trace line for a hit, built on the first traced hit. */
-  traceTail?: string
+  readonly assumedRoleArn: string
+}
+
+/** The token that fetched an entry: its short digest, and the pod it names. */
+export interface Fetcher {
+  readonly digest: string
+  readonly pod: string | undefined
+  readonly podUid: string | undefined
 }
 
 export interface CredentialCacheOptions {
@@ -83,13 +90,26 @@ interface Refusal {
   readonly untilMs: number
 }
 
-/** An upstream call for one token: every concurrent request for that token awaits it. */
+/** An upstream call for one slot key: every concurrent request for that key awaits it. */
 interface Flight {
-  readonly promise: Promise<CacheEntry>
+  readonly promise: Promise<Slot>
   readonly ticket: CallTicket
-  readonly request: CheckedToken
+  /** The request whose token the call sends. */
+  readonly scoped: ScopedRequest
+  /** Tokens whose requests await this call (join() finds it by the token alone). */
+  readonly tokens: string[]
 }
 
+/** What a request that may start an upstream call brings. */
+export interface ResolveOptions {
+  /** The pod's source address: places a new call in the upstream queue's fair share. */
+  requester?: string | undefined
+  /** Asked only when a call would start: a refusal (a limit) answers the request instead. */
+  admit?: (() => AgentError | undefined) | undefined
+}
+
+/** How soon an entry without a usable token to renew with looks again for one. */
+const NO_TOKEN_RECHECK_MS = 60_000
 const RETRY_BASE_MS = 5_000
 const RETRY_CAP_MS = 120_000
 /** Refusals remembered at most (each holds a token: about 1 KB). */
@@ -98,8 +118,11 @@ const MAX_REFUSALS = 4096
 const noop = (): void => {}
 
 export class CredentialCache {
-  readonly #lru: LRUCache<number, CacheEntry> | undefined
+  /** Which token reads which entry; undefined when caching is off. */
+  readonly #keys: KeyMap | undefined
   readonly #inflight = new Map<string, Flight>()
+  /** The call each token awaits, by exact token (a pod's workers join without parsing again). */
+  readonly #byToken = new Map<string, Flight>()
   /** Remembered refusals by exact token; undefined when refusals are not remembered. */
   readonly #refusals: LRUCache<string, Refusal> | undefined
   readonly #refusalTtlMs: number
@@ -130,22 +153,19 @@ export class CredentialCache {
       burst: Math.max(1, opts.refreshQps),
     })
     if (opts.maxEntries > 0 && opts.maxRetentionMs > 0) {
-      this.#lru = new LRUCache<number, CacheEntry>({
-        max: opts.maxEntries,
-        dispose: (_v, _k, reason) => {
-          if (reason === 'evict' || reason === 'delete')
-            this.#metrics.cacheState.inc({ state: 'evicted' })
-        },
+      this.#keys = new KeyMap(opts.maxEntries, () => {
+        this.#metrics.cacheState.inc({ state: 'evicted' })
+        this.#metrics.cacheEntries.set(this.size)
       })
     }
   }
 
-  /** Entries currently held. */
+  /** Credential entries currently held. */
   get size(): number {
-    return this.#lru?.size ?? 0
+    return this.#keys?.size ?? 0
   }
 
-  /** Tokens with an upstream call queued or in flight. */
+  /** Slots with an upstream call queued or in flight. */
   get inflight(): number {
     return this.#inflight.size
   }
@@ -155,17 +175,20 @@ export class CredentialCache {
    * background renewal when the entry is past its renewal time.
    */
   lookup(token: string, nowMs: number): CacheEntry | undefined {
-    const e = this.#lru?.get(cacheKey(token))
-    if (
-      e === undefined ||
-      e.request.token !== token ||
-      nowMs >= e.serveUntilMs ||
-      !isTokenUsable(e.request.claims, nowMs)
-    ) {
+    const b = this.#keys?.binding(token)
+    if (b === undefined) return undefined
+    const e = b.slot.entry
+    if (e === undefined || nowMs >= e.serveUntilMs || !isTokenUsable(b.claims, nowMs)) {
       return undefined
     }
-    if (nowMs >= e.refreshAtMs) this.#refresh(e, nowMs)
+    if (nowMs >= e.refreshAtMs) this.#refresh(b.slot, nowMs)
+    if (b.reuse !== undefined) this.#metrics.reusedAnswers.inc(b.reuse)
     return e
+  }
+
+  /** The binding of exactly this token (for trace lines: its own digest). */
+  binding(token: string): TokenBinding | undefined {
+    return this.#keys?.binding(token)
   }
 
   /**
@@ -174,10 +197,12 @@ export class CredentialCache {
    * call, or when the token is no longer usable (the caller's checks then say why).
    */
   join(token: string, nowMs: number): Promise<CacheEntry> | undefined {
-    const flight = this.#inflight.get(token)
-    if (flight === undefined || !isTokenUsable(flight.request.claims, nowMs)) return undefined
+    const flight = this.#byToken.get(token)
+    if (flight === undefined) return undefined
+    const request = flight.scoped.request.token === token ? flight.scoped.request : undefined
+    if (request === undefined || !isTokenUsable(request.claims, nowMs)) return undefined
     this.#metrics.singleFlightWaits.inc()
-    return this.#wait(flight)
+    return this.#wait(flight, flight.scoped)
   }
 
   /**
@@ -197,62 +222,127 @@ export class CredentialCache {
   }
 
   /**
-   * The miss path: credentials for a token that was just checked. Joins the call in flight for
-   * this token, or starts one. The call belongs to the cache, not to the request: a client that
-   * gives up does not cancel it, and its result is cached for the client's retry. `requester`
-   * (the pod's source address) places a new call in the upstream queue's fair share.
+   * The miss path: credentials for a token that was just checked and scoped. Served at once from
+   * its slot's entry when another token of the same pod or association fetched it; else joins
+   * the call in flight for the slot, or starts one (once `admit` allows). The call belongs to the
+   * cache, not to the request: a client that gives up does not cancel it, and its result is
+   * cached for the client's retry.
    */
-  resolve(request: CheckedToken, requester?: string): Promise<CacheEntry> {
-    let flight = this.#inflight.get(request.token)
+  resolve(scoped: ScopedRequest, opts: ResolveOptions = {}): Promise<CacheEntry> {
+    const now = this.#clock.now()
+    const slot = this.#keys?.slot(scoped.key)
+    const e = slot?.entry
+    if (slot !== undefined && e !== undefined && now < e.serveUntilMs) {
+      this.#saved(scoped, e.fetchedBy)
+      if (now >= e.refreshAtMs) this.#refresh(slot, now)
+      return Promise.resolve(this.#bind(scoped, slot).slot.entry as CacheEntry)
+    }
+    let flight = this.#inflight.get(scoped.key)
     if (flight !== undefined) {
       this.#metrics.singleFlightWaits.inc()
+      if (flight.scoped.request.token !== scoped.request.token) {
+        this.#saved(scoped, fetcherOf(flight.scoped.request))
+      }
     } else {
+      const refused = opts.admit?.()
+      if (refused !== undefined) return Promise.reject(refused)
       this.#metrics.cacheState.inc({ state: 'miss' })
-      flight = this.#fetch(request, 'request', tokenDigest(request.token), requester)
+      flight = this.#fetch(scoped, 'request', tokenDigest(scoped.request.token), opts.requester)
     }
-    return this.#wait(flight)
+    if (!flight.tokens.includes(scoped.request.token)) {
+      flight.tokens.push(scoped.request.token)
+      this.#byToken.set(scoped.request.token, flight)
+    }
+    return this.#wait(flight, scoped)
   }
 
   /** One request's wait: never long while the call waits in a paced queue (call-ticket.ts). */
-  #wait(flight: Flight): Promise<CacheEntry> {
-    return holdWhileQueued(flight.promise, flight.ticket, {
+  #wait(flight: Flight, scoped: ScopedRequest): Promise<CacheEntry> {
+    const bound = flight.promise.then((slot) => this.#bind(scoped, slot).slot.entry as CacheEntry)
+    return holdWhileQueued(bound, flight.ticket, {
       clock: this.#clock,
       holdMs: this.#queueHoldMs,
       onRefused: () => this.#metrics.queueRejections.inc(),
     })
   }
 
+  /** Bind a request's token to the slot it was answered from (a later request is then a hit). */
+  #bind(scoped: ScopedRequest, slot: Slot): TokenBinding {
+    const { request } = scoped
+    const digest = tokenDigest(request.token)
+    const fetcher = slot.entry?.fetchedBy
+    const binding = {
+      token: request.token,
+      claims: request.claims,
+      reuse:
+        fetcher === undefined || fetcher.digest === digest
+          ? undefined
+          : reuseReason(slot.scope, fetcher, request.claims.podUid),
+      digest,
+    }
+    if (binding.reuse !== undefined) this.#metrics.reusedAnswers.inc(binding.reuse)
+    if (this.#keys === undefined || slot.entry === undefined) return { ...binding, slot }
+    return this.#keys.bind(request, slot, binding)
+  }
+
+  /** A new token answered without a call of its own: counted, and logged at debug. */
+  #saved(scoped: ScopedRequest, fetcher: Fetcher): void {
+    const { claims } = scoped.request
+    const reason = reuseReason(scoped.scope, fetcher, claims.podUid)
+    this.#metrics.upstreamCallsSaved.inc({ reason })
+    if (this.#log.isLevelEnabled('debug')) {
+      this.#log.debug(
+        {
+          event: reason === 'rotation' ? 'credentials_kept_across_rotation' : 'credentials_shared',
+          tokenDigest: tokenDigest(scoped.request.token),
+          pod: claims.podName,
+          namespace: claims.namespace,
+          serviceAccount: claims.serviceAccount,
+          fetchedBy: { pod: fetcher.pod, tokenDigest: fetcher.digest },
+        },
+        reason === 'rotation'
+          ? "served a pod's new token the credentials its earlier token fetched"
+          : 'served credentials another pod of the association fetched',
+      )
+    }
+  }
+
   #fetch(
-    request: CheckedToken,
+    scoped: ScopedRequest,
     reason: 'request' | 'refresh',
     digest: string,
     requester?: string,
   ): Flight {
     const startMs = this.#clock.now()
     const ticket = new CallTicket()
+    const tokens: string[] = []
     const promise = this.#source
-      .fetch(request, { background: reason === 'refresh', ticket, requester })
+      .fetch(scoped.request, { background: reason === 'refresh', ticket, requester })
       .then(
-        (answer) => this.#store(request, answer, digest, reason, startMs),
+        (answer) => this.#store(scoped, answer, digest, reason, startMs),
         (err: unknown) => {
-          throw this.#failed(request, err, digest, reason, startMs)
+          throw this.#failed(scoped, err, digest, reason, startMs)
         },
       )
-      .finally(() => this.#inflight.delete(request.token))
+      .finally(() => {
+        this.#inflight.delete(scoped.key)
+        for (const t of tokens) if (this.#byToken.get(t) === flight) this.#byToken.delete(t)
+      })
     // Requests that gave up (503 after the hold) no longer await the call: never unhandled.
     promise.catch(noop)
-    const flight: Flight = { promise, ticket, request }
-    this.#inflight.set(request.token, flight)
+    const flight: Flight = { promise, ticket, scoped, tokens }
+    this.#inflight.set(scoped.key, flight)
     return flight
   }
 
   #store(
-    request: CheckedToken,
+    scoped: ScopedRequest,
     answer: SourceAnswer,
     digest: string,
     reason: 'request' | 'refresh',
     startMs: number,
-  ): CacheEntry {
+  ): Slot {
+    const { request } = scoped
     const { credentials, association } = answer
     const now = this.#clock.now()
     const left = credentials.expirationMs - now
@@ -264,34 +354,36 @@ export class CredentialCache {
     const body = serializeCredentials(credentials)
     const serveUntilMs = credentials.expirationMs - this.#minTtlMs
     // Renew at fetch + min(retention, half the lifetime), with +-10 % jitter so that a node's
-    // entries do not renew in lockstep; never when the entry ends first (the token's exp too).
+    // entries do not renew in lockstep; never when the entry ends first. (Whether a token is
+    // still usable to renew with is seen then: a pod's newer token may have come by.)
     const base = Math.min(this.#maxRetentionMs, left / 2)
     const refreshAt = now + base * (0.9 + 0.2 * this.#random())
-    const endMs = Math.min(serveUntilMs, request.claims.expMs)
     const entry: CacheEntry = {
-      request,
       body,
       headers: hitHeaders(body),
       serveUntilMs,
       expirationMs: credentials.expirationMs,
       fetchedAtMs: now,
-      refreshAtMs: refreshAt < endMs ? refreshAt : Infinity,
+      refreshAtMs: refreshAt < serveUntilMs ? refreshAt : Infinity,
       refreshFailures: 0,
-      digest,
+      fetchedBy: { digest, pod: request.claims.podName, podUid: request.claims.podUid },
       association: {
         id: association.id,
         namespace: association.namespace ?? request.claims.namespace,
         serviceAccount: association.serviceAccount ?? request.claims.serviceAccount,
       },
+      assumedRoleArn: credentials.assumedRoleArn,
     }
-    if (this.#lru !== undefined) {
-      this.#lru.set(cacheKey(request.token), entry)
-      this.#metrics.cacheEntries.set(this.#lru.size)
-    }
+    const previous = this.#keys?.slot(scoped.key)?.entry
+    const slot =
+      this.#keys?.put(scoped.key, scoped.scope, entry, request) ??
+      ({ key: scoped.key, scope: scoped.scope, entry, renewWith: request, tokens: 0 } as Slot)
+    this.#metrics.cacheEntries.set(this.size)
     this.#log.info(
       {
         event: 'credentials_fetched',
         reason,
+        entry: scoped.scope,
         tokenDigest: digest,
         namespace: entry.association.namespace,
         serviceAccount: entry.association.serviceAccount,
@@ -302,25 +394,41 @@ export class CredentialCache {
       },
       'fetched credentials',
     )
-    return entry
+    if (previous !== undefined && roleChanged(previous, entry)) {
+      this.#log.info(
+        {
+          event: 'association_changed',
+          entry: scoped.scope,
+          namespace: entry.association.namespace,
+          serviceAccount: entry.association.serviceAccount,
+          from: { associationId: previous.association.id, role: roleOf(previous.assumedRoleArn) },
+          to: { associationId: entry.association.id, role: roleOf(entry.assumedRoleArn) },
+          tokens: slot.tokens,
+        },
+        'the association or role changed: every token of the entry is served the new credentials',
+      )
+    }
+    return slot
   }
 
   #failed(
-    request: CheckedToken,
+    scoped: ScopedRequest,
     err: unknown,
     digest: string,
     reason: 'request' | 'refresh',
     startMs: number,
   ): Error {
+    const { request } = scoped
     const e = toAgentError(err)
     if (isIrrecoverable(e)) {
       this.#refusals?.set(request.token, {
         error: e,
         untilMs: this.#clock.now() + this.#refusalTtlMs,
       })
-      if (this.#evict(request.token)) {
+      const slot = this.#keys?.slot(scoped.key)
+      if (slot !== undefined && this.#keys?.drop(slot) === true) {
         this.#log.info(
-          { event: 'cache_evicted', tokenDigest: digest, code: e.code },
+          { event: 'cache_evicted', entry: scoped.scope, tokenDigest: digest, code: e.code },
           'evicted credentials',
         )
       }
@@ -346,24 +454,26 @@ export class CredentialCache {
     return e
   }
 
-  /** Drop the entry of exactly this token (never another token's entry sharing its key). */
-  #evict(token: string): boolean {
-    const key = cacheKey(token)
-    const lru = this.#lru
-    if (lru === undefined || lru.peek(key)?.request.token !== token) return false
-    lru.delete(key)
-    this.#metrics.cacheEntries.set(lru.size)
-    return true
-  }
-
-  #refresh(e: CacheEntry, nowMs: number): void {
-    if (this.#inflight.has(e.request.token)) return
+  #refresh(slot: Slot, nowMs: number): void {
+    const e = slot.entry
+    if (e === undefined || this.#inflight.has(slot.key)) return
+    const renewWith = slot.renewWith
+    if (!isTokenUsable(renewWith.claims, nowMs)) {
+      e.refreshAtMs = nowMs + NO_TOKEN_RECHECK_MS // no usable token to renew with yet
+      return
+    }
     if (!this.#refreshBucket.tryTake()) {
       e.refreshAtMs = nowMs + this.#refreshBucket.msUntilToken() + this.#random() * 1000
       this.#metrics.refreshSkipped.inc({ reason: 'rate_limited' })
       return
     }
-    this.#fetch(e.request, 'refresh', e.digest).promise.then(
+    const scoped: ScopedRequest = {
+      request: renewWith,
+      key: slot.key,
+      scope: slot.scope,
+      pod: undefined,
+    }
+    this.#fetch(scoped, 'refresh', tokenDigest(renewWith.token)).promise.then(
       () => this.#metrics.cacheState.inc({ state: 'hit' }),
       (err: unknown) => {
         const ae = toAgentError(err)
@@ -381,4 +491,32 @@ export class CredentialCache {
       },
     )
   }
+}
+
+/** The fetcher of a call in flight, as an entry will record it. */
+function fetcherOf(request: CheckedToken): Fetcher {
+  return {
+    digest: tokenDigest(request.token),
+    pod: request.claims.podName,
+    podUid: request.claims.podUid,
+  }
+}
+
+/** A token reads what an earlier token of its own pod fetched (rotation), or another pod's. */
+function reuseReason(scope: Scope, fetcher: Fetcher, podUid: string | undefined): ReuseReason {
+  return scope === 'pod' || (podUid !== undefined && fetcher.podUid === podUid)
+    ? 'rotation'
+    : 'shared'
+}
+
+/** The role of an assumed-role ARN (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`). */
+function roleOf(assumedRoleArn: string): string {
+  const m = /^arn:[^:]+:sts::(\d+):assumed-role\/([^/]+)\//.exec(assumedRoleArn)
+  return m === null ? assumedRoleArn : `${m[1]}:${m[2]}`
+}
+
+function roleChanged(a: CacheEntry, b: CacheEntry): boolean {
+  return (
+    a.association.id !== b.association.id || roleOf(a.assumedRoleArn) !== roleOf(b.assumedRoleArn)
+  )
 }

@@ -18,6 +18,13 @@ import {
 export const CREDENTIAL_SOURCES = ['eks-auth', 'sts', 'eks-auth-then-sts'] as const
 export type CredentialSourceName = (typeof CREDENTIAL_SOURCES)[number]
 
+/** Which verified tokens share a cache entry (--share-credentials). */
+export const SHARE_MODES = ['per-pod', 'per-association'] as const
+export type ShareMode = (typeof SHARE_MODES)[number]
+
+/** The audience of pod identity tokens (the webhook's projected volume asks for it). */
+export const DEFAULT_TOKEN_AUDIENCE = 'pods.eks.amazonaws.com'
+
 export interface ServerConfig {
   /**
    * EKS cluster name (path label of AssumeRoleForPodIdentity). Required but with
@@ -64,6 +71,17 @@ export interface ServerConfig {
   stsEndpoint: string | undefined
   /** Lifetime of STS credentials when the association names none, seconds. Default 3600. */
   stsDurationSeconds: number
+  /**
+   * The service-account issuer's key set, an http(s) URL or a file (--token-jwks); undefined =
+   * tokens are not verified on the node (each token is its own cache entry, judged upstream).
+   */
+  tokenJwks: string | undefined
+  /** The expected `iss` of verified tokens; set exactly when tokenJwks is. */
+  tokenIssuer: string | undefined
+  /** The audience verified tokens must carry. Default pods.eks.amazonaws.com. */
+  tokenAudience: string
+  /** Which verified tokens share an entry: each pod's own (default), or each association's. */
+  shareCredentials: ShareMode
 }
 
 export const DEFAULT_BIND_HOSTS = ['169.254.170.23', 'fd00:ec2::23'] as const
@@ -90,6 +108,10 @@ export interface RawServerOptions {
   associationsFile?: string | undefined
   stsEndpoint?: string | undefined
   stsDuration?: string | undefined
+  tokenJwks?: string | undefined
+  tokenIssuer?: string | undefined
+  tokenAudience?: string | undefined
+  shareCredentials?: string | undefined
 }
 
 /** The longest --negative-cache-ttl: a refusal must not hide a new association for long. */
@@ -223,6 +245,7 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     }
     return ms / 1000
   })
+  const verification = parseVerification(raw)
   const bindHosts = parseBindHosts(raw.bindHosts ?? [...DEFAULT_BIND_HOSTS])
   const port = valueOr(raw.port, 80, (v) => parsePort('--port', v))
   const probePort = valueOr(raw.probePort, 2703, (v) => parsePort('--probe-port', v))
@@ -294,7 +317,49 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     associationsFile,
     stsEndpoint,
     stsDurationSeconds,
+    ...verification,
   }
+}
+
+type VerificationConfig = Pick<
+  ServerConfig,
+  'tokenJwks' | 'tokenIssuer' | 'tokenAudience' | 'shareCredentials'
+>
+
+/** --token-jwks, --token-issuer, --token-audience and --share-credentials, checked together. */
+function parseVerification(raw: RawServerOptions): VerificationConfig {
+  const tokenJwks = raw.tokenJwks?.trim() || undefined
+  const tokenIssuer = raw.tokenIssuer?.trim() || undefined
+  if (tokenJwks !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(tokenJwks)) {
+    validateEndpointUrl(tokenJwks, '--token-jwks')
+  }
+  if (tokenJwks !== undefined && tokenIssuer === undefined) {
+    throw new ConfigError(
+      "--token-issuer is required with --token-jwks: the `iss` of the cluster's service-account tokens (on EKS the cluster's OIDC issuer URL)",
+    )
+  }
+  if (tokenIssuer !== undefined && tokenJwks === undefined) {
+    throw new ConfigError(
+      '--token-issuer needs --token-jwks: the keys that verify tokens of that issuer (a URL or a file)',
+    )
+  }
+  const tokenAudience = raw.tokenAudience?.trim() || DEFAULT_TOKEN_AUDIENCE
+  const shareCredentials = valueOr<ShareMode>(raw.shareCredentials, 'per-pod', (v) => {
+    if (!(SHARE_MODES as readonly string[]).includes(v)) {
+      throw badValue(
+        '--share-credentials',
+        v,
+        `is not a mode; expected ${SHARE_MODES.join(' or ')}`,
+      )
+    }
+    return v as ShareMode
+  })
+  if (shareCredentials === 'per-association' && tokenJwks === undefined) {
+    throw new ConfigError(
+      '--share-credentials per-association needs --token-jwks and --token-issuer: credentials are shared only between tokens verified on the node',
+    )
+  }
+  return { tokenJwks, tokenIssuer, tokenAudience, shareCredentials }
 }
 
 /** One line describing the effective configuration (for the start-up log). */
@@ -317,6 +382,11 @@ export function describeConfig(c: ServerConfig): Record<string, unknown> {
     maxRequestRate: c.maxRequestRate,
     credentialSource: c.credentialSource,
     ...(c.associationsFile !== undefined ? { associationsFile: c.associationsFile } : {}),
+    tokenVerification:
+      c.tokenJwks === undefined
+        ? 'off'
+        : { jwks: c.tokenJwks, issuer: c.tokenIssuer, audience: c.tokenAudience },
+    shareCredentials: c.tokenJwks === undefined ? 'per-token' : c.shareCredentials,
     ...(c.credentialSource !== 'eks-auth'
       ? {
           stsEndpoint: c.stsEndpoint ?? '(default)',

@@ -14,6 +14,17 @@ export class StatusCounter {
   }
 }
 
+/** Counts by a few fixed names (a label's values): a property bump on the hot path. */
+export class NamedCounter<N extends string> {
+  readonly counts: Record<N, number>
+  constructor(names: readonly N[]) {
+    this.counts = Object.fromEntries(names.map((n) => [n, 0])) as Record<N, number>
+  }
+  inc(name: N): void {
+    this.counts[name]++
+  }
+}
+
 /** What a credential request came to, as the request duration histogram's `outcome` label. */
 export const REQUEST_OUTCOMES = ['hit', 'miss', 'error'] as const
 export const OUTCOME_HIT = 0

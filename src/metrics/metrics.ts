@@ -4,7 +4,14 @@
 
 import { Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client'
 import type { Registry } from 'prom-client'
-import { RequestDurations, StatusCounter, requestDurationMetric } from './hot-path-metrics.js'
+import type { ReuseReason } from '../cache/key-map.js'
+import { REUSE_REASONS } from '../cache/key-map.js'
+import {
+  NamedCounter,
+  RequestDurations,
+  StatusCounter,
+  requestDurationMetric,
+} from './hot-path-metrics.js'
 
 export interface AgentMetrics {
   httpResponses: StatusCounter
@@ -27,6 +34,9 @@ export interface AgentMetrics {
   associationsEntries: Gauge
   associationsLoaded: Gauge
   associationsReloadFailures: Counter
+  localValidation: Counter<'result'>
+  upstreamCallsSaved: Counter<'reason'>
+  reusedAnswers: NamedCounter<ReuseReason>
 }
 
 /**
@@ -163,6 +173,29 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     'Changed associations files refused (unreadable or invalid); the previous one stays',
   )
   const cacheEntries = gauge('pod_identity_cache_entries', 'Credential sets currently cached')
+  const localValidation = counter(
+    'pod_identity_local_validation_total',
+    'Tokens verified on the node (--token-jwks), by result: accepted, a refusal (bad_signature, unknown_key, wrong_issuer, wrong_audience, not_pod_bound, invalid_claims), or keys_unavailable (served unverified, per token)',
+    ['result'],
+  )
+  const upstreamCallsSaved = counter(
+    'pod_identity_upstream_calls_saved_total',
+    "New tokens answered without an upstream call of their own, from their pod's entry after token rotation (rotation) or from another pod's entry of the association (shared)",
+    ['reason'],
+  )
+  const reusedAnswers = new NamedCounter<ReuseReason>(REUSE_REASONS)
+  new Counter({
+    name: 'pod_identity_cache_reused_answers_total',
+    help: 'Answers from credentials another token fetched: after token rotation (rotation) or from another pod of the association (shared); hits included',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset()
+      for (const reason of REUSE_REASONS) {
+        this.inc({ reason }, reusedAnswers.counts[reason])
+      }
+    },
+  })
   new Counter({
     name: 'pod_identity_log_lines_dropped_total',
     help: 'Log lines dropped because log output fell too far behind (over 16 MiB queued)',
@@ -202,5 +235,8 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     associationsEntries,
     associationsLoaded,
     associationsReloadFailures,
+    localValidation,
+    upstreamCallsSaved,
+    reusedAnswers,
   }
 }

@@ -7,6 +7,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
+import type { ScopedRequest } from '../cache/entry-scope.js'
 import type { AgentError } from '../errors.js'
 import {
   BadRequestError,
@@ -18,6 +19,7 @@ import {
 } from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import { OUTCOME_ERROR, OUTCOME_HIT, OUTCOME_MISS } from '../metrics/hot-path-metrics.js'
+import type { CheckedToken } from '../token/validity.js'
 import { checkToken } from '../token/validity.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
@@ -34,6 +36,8 @@ export const SELF_CHECK_HEADER = 'x-pod-identity-agent-self-check'
 
 export interface CredentialHandlerOptions {
   cache: CredentialCache
+  /** Which entry a checked token reads and fills (verifies it when configured; entry-scope.ts). */
+  scope: (request: CheckedToken) => Promise<ScopedRequest>
   clock: Clock
   hostCheck: HostCheck
   limits: ClientLimits
@@ -78,7 +82,7 @@ const MISSING_TOKEN = new MissingTokenError()
 const RELAYED = new RelayedRequestError()
 
 export function createCredentialHandler(o: CredentialHandlerOptions): RequestHandler {
-  const { cache, clock, hostCheck, limits, lifecycle, logger, turns } = o
+  const { cache, clock, hostCheck, limits, lifecycle, logger, scope, turns } = o
   const limitsRequests = limits.limitsRequests
   const responses = o.metrics.httpResponses
   const durations = o.metrics.requestDurations
@@ -86,11 +90,18 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   const debug = logger.isLevelEnabled('debug')
   const writeLine = rawLineWriter(logger)
 
-  /** One trace line per answer, same layout as pino's, from a tail pre-built once per entry. */
-  function traceServed(entry: CacheEntry, nowMs: number, kind: 'hit' | 'miss'): void {
-    entry.traceTail ??= `,"tokenDigest":${JSON.stringify(entry.digest)},"namespace":${JSON.stringify(entry.association.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.association.serviceAccount ?? null)},"msg":"served credentials"}\n`
+  /** One trace line per answer, same layout as pino's, from a tail pre-built once per token. */
+  function traceServed(
+    token: string,
+    entry: CacheEntry,
+    nowMs: number,
+    kind: 'hit' | 'miss',
+  ): void {
+    const b = cache.binding(token)
+    if (b === undefined) return // caching is off
+    b.traceTail ??= `,"tokenDigest":${JSON.stringify(b.digest)},"namespace":${JSON.stringify(entry.association.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.association.serviceAccount ?? null)},"entry":"${b.slot.scope}","msg":"served credentials"}\n`
     writeLine(
-      `{"level":"trace","time":"${isoTime(nowMs)}","event":"served","cache":"${kind}"${entry.traceTail}`,
+      `{"level":"trace","time":"${isoTime(nowMs)}","event":"served","cache":"${kind}"${b.traceTail}`,
     )
   }
 
@@ -138,20 +149,26 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
         fail(res, toAgentError(err), head, t0)
         return
       }
-      // Only a request that would start an upstream call counts towards its source's limit.
-      const source = req.socket.remoteAddress
-      const refused = cache.refusal(token, nowMs) ?? limits.takeMiss(source)
+      const refused = cache.refusal(token, nowMs)
       if (refused !== undefined) {
         fail(res, refused, head, t0)
         return
       }
-      pending = cache.resolve(checked, source)
+      const source = req.socket.remoteAddress
+      try {
+        const scoped = await scope(checked)
+        // Only a request that would start an upstream call counts towards its source's limit.
+        pending = cache.resolve(scoped, { requester: source, admit: () => limits.takeMiss(source) })
+      } catch (err) {
+        fail(res, toAgentError(err), head, t0)
+        return
+      }
     }
     try {
       const entry = await pending
       ok(res, entry, head)
       durations.observe(OUTCOME_MISS, clock.monotonicMs() - t0)
-      if (trace) traceServed(entry, clock.now(), 'miss')
+      if (trace) traceServed(token, entry, clock.now(), 'miss')
     } catch (err) {
       fail(res, toAgentError(err), head, t0)
     }
@@ -233,7 +250,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
     if (entry !== undefined) {
       ok(res, entry, head)
       durations.observe(OUTCOME_HIT, clock.monotonicMs() - t0)
-      if (trace) traceServed(entry, now, 'hit')
+      if (trace) traceServed(token, entry, now, 'hit')
       return
     }
     void miss(req, res, token, now, head, t0)

@@ -5,6 +5,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Registry } from 'prom-client'
 import type { CredentialCache } from '../cache/credential-cache.js'
+import type { ScopedRequest } from '../cache/entry-scope.js'
+import type { CheckedToken } from '../token/validity.js'
 import type { ServerConfig } from '../config/server-config.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import type { Clock } from '../util/clock.js'
@@ -39,6 +41,8 @@ export interface ServersOptions {
     | 'maxRequestRate'
   >
   cache: CredentialCache
+  /** Which entry a checked token reads and fills (entry-scope.ts). */
+  scope: (request: CheckedToken) => Promise<ScopedRequest>
   clock: Clock
   metrics: AgentMetrics
   registry: Registry
@@ -74,6 +78,7 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
   const turns = newTurnShare()
   const handler = createCredentialHandler({
     cache: o.cache,
+    scope: o.scope,
     clock: o.clock,
     hostCheck: new HostCheck(config.bindHosts, config.port),
     limits,

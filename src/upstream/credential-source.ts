@@ -41,6 +41,11 @@ export interface BuiltSource {
   source: CredentialSource
   /** For the start-up log line: which upstreams, at which endpoints. */
   description: Record<string, string>
+  /**
+   * The role the agent itself picks for a service account (the associations file of an STS
+   * source), so that credentials shared per association are keyed by it too.
+   */
+  roleOf?: ((namespace: string, serviceAccount: string) => string | undefined) | undefined
 }
 
 /** Counts each HTTP attempt of one upstream API: calls and durations by outcome. */
@@ -170,6 +175,7 @@ export async function createCredentialSource(
         await source.close()
       },
     },
+    roleOf: (namespace, serviceAccount) => store.find(namespace, serviceAccount)?.roleArn,
     description: {
       source: mode,
       ...(eks !== undefined ? { endpoint: eks.endpoint } : {}),

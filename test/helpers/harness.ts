@@ -15,9 +15,10 @@ import { MockEksAuth } from '../../src/mock/mock-eks-auth.js'
 import type { MockStsOptions } from '../../src/mock/mock-sts.js'
 import { MockSts } from '../../src/mock/mock-sts.js'
 import type { MintOptions } from '../../src/mock/token-issuer.js'
-import { TokenIssuer } from '../../src/mock/token-issuer.js'
+import { DEFAULT_ISSUER, TokenIssuer } from '../../src/mock/token-issuer.js'
 import { staticNodeCredentials } from '../../src/node-credentials/default-chain.js'
 import { createLogger } from '../../src/util/logger.js'
+import { JwksServer } from './jwks-server.js'
 
 export const NODE_KEY = {
   accessKeyId: 'AKIAHARNESSNODE00001',
@@ -53,12 +54,21 @@ export interface HarnessOptions {
    * point the agent's STS source at them (the agent uses them once config.credentialSource says).
    */
   sts?: Partial<MockStsOptions> | boolean
+  /**
+   * Verify tokens on the node: serve the issuer's key set over HTTP and point --token-jwks and
+   * --token-issuer at it (config.shareCredentials says how entries are shared).
+   */
+  verify?: boolean
+  /** The issuer the harness mints with (default a fresh RS256 key). */
+  issuer?: TokenIssuer
 }
 
 export interface Harness {
   mock: MockEksAuth
   /** The mock STS, when the harness started one. */
   sts: MockSts | undefined
+  /** The issuer's key set the agent verifies tokens with, when the harness serves one. */
+  jwks: JwksServer | undefined
   /** The associations file the agent reads, when the harness wrote one. */
   associationsFile: string | undefined
   issuer: TokenIssuer
@@ -105,12 +115,16 @@ export function baseConfig(over: Partial<ServerConfig> = {}): ServerConfig {
     associationsFile: undefined,
     stsEndpoint: undefined,
     stsDurationSeconds: 3600,
+    tokenJwks: undefined,
+    tokenIssuer: undefined,
+    tokenAudience: 'pods.eks.amazonaws.com',
+    shareCredentials: 'per-pod',
     ...over,
   }
 }
 
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
-  const issuer = await TokenIssuer.generate()
+  const issuer = o.issuer ?? (await TokenIssuer.generate())
   const clock = o.deps?.clock
   const mock = new MockEksAuth({
     clusterName: 'test-cluster',
@@ -140,6 +154,12 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     stsConfig.associationsFile = associationsFile
     stsConfig.stsEndpoint = await sts.start()
   }
+  let jwks: JwksServer | undefined
+  if (o.verify === true) {
+    jwks = new JwksServer(issuer.publicJwks())
+    stsConfig.tokenJwks = await jwks.start()
+    stsConfig.tokenIssuer = DEFAULT_ISSUER
+  }
   const logs: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -162,6 +182,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   const h: Harness = {
     mock,
     sts,
+    jwks,
     associationsFile,
     issuer,
     agent,
@@ -201,6 +222,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
       await agent.close(500)
       await mock.stop()
       await sts?.stop()
+      await jwks?.stop()
       await rm(dir, { recursive: true, force: true })
     },
   }

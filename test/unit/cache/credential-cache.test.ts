@@ -3,6 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { cacheKey } from '../../../src/cache/cache-key.js'
 import type { CacheEntry, CredentialCacheOptions } from '../../../src/cache/credential-cache.js'
 import { CredentialCache } from '../../../src/cache/credential-cache.js'
+import { tokenScope } from '../../../src/cache/entry-scope.js'
 import { AgentError, UpstreamError } from '../../../src/errors.js'
 import { createMetrics } from '../../../src/metrics/metrics.js'
 import type { TokenClaims } from '../../../src/token/parse-token.js'
@@ -112,7 +113,7 @@ function setup(opts: SetupOptions = {}): Setup {
 
 /** Resolve `token` through a fresh upstream call answered with `c`; returns the cached entry. */
 async function prime(s: Setup, token: string, c: SourceAnswer, claims = s.claims()) {
-  const p = s.cache.resolve({ token, claims })
+  const p = s.cache.resolve(tokenScope({ token, claims }))
   s.fetcher.last().resolve(c)
   const entry = await p
   await flush()
@@ -148,7 +149,7 @@ describe('CredentialCache single flight', () => {
     const s = setup()
     const token = tok('sf')
     const ps = Array.from({ length: 200 }, () =>
-      s.cache.resolve({ token: token, claims: s.claims() }),
+      s.cache.resolve(tokenScope({ token: token, claims: s.claims() })),
     )
     expect(s.fetcher.count).toBe(1)
     expect(s.cache.inflight).toBe(1)
@@ -166,7 +167,9 @@ describe('CredentialCache single flight', () => {
     const s = setup()
     const token = tok('join')
     expect(s.cache.join(token, s.clock.now())).toBeUndefined() // nothing in flight
-    const first = s.cache.resolve({ token: token, claims: s.claims({ expMs: s.t0 + 10 * MIN }) })
+    const first = s.cache.resolve(
+      tokenScope({ token: token, claims: s.claims({ expMs: s.t0 + 10 * MIN }) }),
+    )
     const joined = s.cache.join(token, s.clock.now())
     expect(joined).toBeDefined()
     expect(s.cache.join(token, s.t0 + 10 * MIN)).toBeUndefined() // expired by then: parse and refuse
@@ -182,12 +185,12 @@ describe('CredentialCache single flight', () => {
     const a = tok('sf-a')
     const b = tok('sf-b')
     const pa = [
-      s.cache.resolve({ token: a, claims: s.claims() }),
-      s.cache.resolve({ token: a, claims: s.claims() }),
+      s.cache.resolve(tokenScope({ token: a, claims: s.claims() })),
+      s.cache.resolve(tokenScope({ token: a, claims: s.claims() })),
     ]
     const pb = [
-      s.cache.resolve({ token: b, claims: s.claims() }),
-      s.cache.resolve({ token: b, claims: s.claims() }),
+      s.cache.resolve(tokenScope({ token: b, claims: s.claims() })),
+      s.cache.resolve(tokenScope({ token: b, claims: s.claims() })),
     ]
     expect(s.fetcher.count).toBe(2)
     expect(s.fetcher.callsFor(a)).toHaveLength(1)
@@ -208,7 +211,7 @@ describe('CredentialCache single flight', () => {
     const s = setup()
     const token = tok('sf-fail')
     const ps = Array.from({ length: 5 }, () =>
-      s.cache.resolve({ token: token, claims: s.claims() }),
+      s.cache.resolve(tokenScope({ token: token, claims: s.claims() })),
     )
     const err = upstream('ServiceUnavailableException', 503)
     s.fetcher.last().reject(err)
@@ -252,7 +255,7 @@ describe('CredentialCache lookup after a fetch', () => {
     ])
     expect(hit?.association.namespace).toBe('default')
     expect(hit?.association.serviceAccount).toBe('app')
-    expect(hit?.request.claims.podName).toBe('app-7d4b9c-xk2p1')
+    expect(hit?.fetchedBy.pod).toBe('app-7d4b9c-xk2p1')
     expect(hit?.association.id).toBe('a-test0001')
     expect(s.cache.size).toBe(1)
     expect(await s.metric('pod_identity_cache_entries')).toBe(1)
@@ -293,7 +296,7 @@ describe('CredentialCache lookup after a fetch', () => {
     expect(forged).not.toBe(a)
     expect(cacheKey(forged)).toBe(cacheKey(a))
     await prime(s, a, creds('A', s.t0 + 6 * H))
-    const p = s.cache.resolve({ token: forged, claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token: forged, claims: s.claims() }))
     s.fetcher.last().reject(upstream('AccessDeniedException', 403))
     await expect(p).rejects.toBeInstanceOf(UpstreamError)
     expect(s.cache.lookup(a, s.clock.now())?.body.toString()).toContain('ASIATESTA')
@@ -364,8 +367,8 @@ describe('CredentialCache expiry', () => {
     await flush()
     const fresh = s.cache.lookup(token, s.clock.now())
     expect(fresh?.body.toString()).toContain('ASIATEST2')
-    expect(fresh?.request.claims.nbfMs).toBe(e.request.claims.nbfMs)
-    expect(fresh?.request.claims.expMs).toBe(e.request.claims.expMs)
+    expect(s.cache.binding(token)?.slot.renewWith.claims.nbfMs).toBe(nbfMs)
+    expect(s.cache.binding(token)?.slot.entry).toBe(fresh)
   })
 
   it('after expiry the next resolve calls the upstream again', async () => {
@@ -388,7 +391,7 @@ describe('CredentialCache short-lived credentials', () => {
     const s = setup()
     const token = tok('short')
     for (const left of [15 * S, 5 * S, 0, -H]) {
-      const p = s.cache.resolve({ token: token, claims: s.claims() })
+      const p = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
       s.fetcher.last().resolve(creds('short', s.clock.now() + left))
       const err = await p.then(
         () => undefined,
@@ -615,7 +618,7 @@ describe('CredentialCache irrecoverable renewal errors', () => {
       expect(await s.metric('pod_identity_cache_errors', { type: 'NonRecoverable', code })).toBe(1)
       expect(await s.metric('pod_identity_cache_errors', { type: 'Recoverable', code })).toBe(0)
       // the next request goes upstream again
-      const p = s.cache.resolve({ token: token, claims: s.claims() })
+      const p = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
       expect(s.fetcher.count).toBe(3)
       s.fetcher.last().reject(upstream(code, status))
       await expect(p).rejects.toMatchObject({ code, statusCode: status })
@@ -627,14 +630,14 @@ describe('CredentialCache request-path errors', () => {
   it('caches nothing and lets the next resolve call again', async () => {
     const s = setup()
     const token = tok('req-err')
-    const p1 = s.cache.resolve({ token: token, claims: s.claims() })
+    const p1 = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
     s.fetcher.last().reject(upstream('ServiceUnavailableException', 503))
     await expect(p1).rejects.toMatchObject({ code: 'ServiceUnavailableException', statusCode: 503 })
     expect(s.cache.lookup(token, s.clock.now())).toBeUndefined()
     expect(s.cache.size).toBe(0)
     expect(s.cache.inflight).toBe(0)
 
-    const p2 = s.cache.resolve({ token: token, claims: s.claims() })
+    const p2 = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
     expect(s.fetcher.count).toBe(2)
     s.fetcher.last().resolve(creds(2, s.t0 + 6 * H))
     await p2
@@ -653,7 +656,7 @@ describe('CredentialCache request-path errors', () => {
     const s = setup()
     const token = tok('req-irr')
     const err = upstream('InvalidTokenException', 400)
-    const p = s.cache.resolve({ token: token, claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
     s.fetcher.last().reject(err)
     await expect(p).rejects.toBe(err)
     expect(s.cache.size).toBe(0)
@@ -663,7 +666,7 @@ describe('CredentialCache request-path errors', () => {
   it('a non-AgentError becomes a generic 500 that reveals nothing', async () => {
     const s = setup()
     const token = tok('req-odd')
-    const p = s.cache.resolve({ token: token, claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
     const c = creds('leak', s.t0 + H)
     s.fetcher
       .last()
@@ -722,7 +725,7 @@ describe('CredentialCache LRU bound', () => {
       const token = tok(`nocache-${Object.keys(opts)[0]}`)
       for (let round = 1; round <= 3; round++) {
         const ps = Array.from({ length: 10 }, () =>
-          s.cache.resolve({ token: token, claims: s.claims() }),
+          s.cache.resolve(tokenScope({ token: token, claims: s.claims() })),
         )
         expect(s.fetcher.count).toBe(round)
         s.fetcher.last().resolve(creds(round, s.t0 + 6 * H))
@@ -783,7 +786,7 @@ describe('CredentialCache refresh rate limit', () => {
   it('rate limiting never touches the request path', async () => {
     const s = setup({ refreshQps: 1 })
     const tokens = Array.from({ length: 5 }, (_, i) => tok(`rl-req-${i}`))
-    const ps = tokens.map((t) => s.cache.resolve({ token: t, claims: s.claims() }))
+    const ps = tokens.map((t) => s.cache.resolve(tokenScope({ token: t, claims: s.claims() })))
     expect(s.fetcher.count).toBe(5)
     for (const [i, c] of s.fetcher.calls.entries()) c.resolve(creds(i, s.t0 + 6 * H))
     await Promise.all(ps)
@@ -796,7 +799,7 @@ describe('CredentialCache refresh rate limit', () => {
 describe('CredentialCache, EKS Auth throttling this node', () => {
   /** Token A throttled once: the gate now paces at 1 call/s (no success in the last second). */
   async function throttledOnce(s: Setup, token: string) {
-    const p = s.cache.resolve({ token: token, claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token: token, claims: s.claims() }))
     s.fetcher.last().reject(upstream('ThrottlingException', 429))
     const err = await p.then(
       () => undefined,
@@ -838,14 +841,16 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     await throttledOnce(s, token)
     // eta 1000 ms > 700 ms: answered at once, nothing more sent
     const early = await s.cache
-      .resolve({ token: token, claims: s.claims() })
+      .resolve(tokenScope({ token: token, claims: s.claims() }))
       .catch((e: unknown) => e as AgentError)
     expect((early as AgentError).code).toBe('UpstreamThrottled')
     expect(await s.metric('pod_identity_cache_singleflight_waits_total')).toBe(1)
     s.clock.advance(400)
     // eta 600 ms <= 700 ms: held until the call runs and answers
     let served: unknown
-    const held = s.cache.resolve({ token: token, claims: s.claims() }).then((e) => (served = e))
+    const held = s.cache
+      .resolve(tokenScope({ token: token, claims: s.claims() }))
+      .then((e) => (served = e))
     s.clock.advance(600)
     expect(s.fetcher.count).toBe(2)
     await flush()
@@ -862,7 +867,7 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
     await throttledOnce(s, token)
     s.clock.advance(500)
     const p = s.cache
-      .resolve({ token: token, claims: s.claims() })
+      .resolve(tokenScope({ token: token, claims: s.claims() }))
       .catch((e: unknown) => e as AgentError)
     s.clock.advance(500) // the paced call starts
     expect(s.fetcher.count).toBe(2)
@@ -877,11 +882,11 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
 
   it('while EKS Auth is not throttling, a request waits for a free slot however long it takes', async () => {
     const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
-    const first = s.cache.resolve({ token: tok('slow'), claims: s.claims() })
+    const first = s.cache.resolve(tokenScope({ token: tok('slow'), claims: s.claims() }))
     // window 1 is taken, gate open: the second call waits for a slot, and its request with it
     let served: unknown
     let failed: unknown
-    s.cache.resolve({ token: tok('behind'), claims: s.claims() }).then(
+    s.cache.resolve(tokenScope({ token: tok('behind'), claims: s.claims() })).then(
       (e) => (served = e),
       (e: unknown) => (failed = e),
     )
@@ -904,10 +909,10 @@ describe('CredentialCache, EKS Auth throttling this node', () => {
   it('a request waiting past its hold time for a slot gets 503 as soon as the gate starts pacing', async () => {
     const s = setup({ queueHoldMs: 300, initialUpstreamWindow: 1 })
     const first = s.cache
-      .resolve({ token: tok('slow'), claims: s.claims() })
+      .resolve(tokenScope({ token: tok('slow'), claims: s.claims() }))
       .catch((e: unknown) => e as AgentError)
     const second = s.cache
-      .resolve({ token: tok('behind'), claims: s.claims() })
+      .resolve(tokenScope({ token: tok('behind'), claims: s.claims() }))
       .catch((e: unknown) => e as AgentError)
     s.clock.advance(1000)
     s.fetcher.last().reject(upstream('ThrottlingException', 429)) // the gate paces from here
@@ -936,7 +941,7 @@ describe('CredentialCache logs', () => {
       pod: 'app-7d4b9c-xk2p1',
       reason: 'request',
     })
-    const p = s.cache.resolve({ token: tok('logs-fail'), claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token: tok('logs-fail'), claims: s.claims() }))
     s.fetcher.last().reject(upstream('AccessDeniedException', 400))
     await p.catch(() => undefined)
     expect(s.logs.lines.some((l) => l.includes('credentials_fetch_failed'))).toBe(true)
@@ -946,7 +951,7 @@ describe('CredentialCache logs', () => {
 
 describe('CredentialCache remembered refusals (--negative-cache-ttl)', () => {
   async function refuse(s: Setup, token: string, err: UpstreamError): Promise<unknown> {
-    const p = s.cache.resolve({ token, claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token, claims: s.claims() }))
     s.fetcher.last().reject(err)
     return p.catch((e: unknown) => e)
   }
@@ -964,7 +969,7 @@ describe('CredentialCache remembered refusals (--negative-cache-ttl)', () => {
     expect(s.cache.refusal(token, s.clock.now())).toBeUndefined()
     expect(s.fetcher.count).toBe(1)
     // After the window a new call is made, and an association created meanwhile is picked up.
-    const p = s.cache.resolve({ token, claims: s.claims() })
+    const p = s.cache.resolve(tokenScope({ token, claims: s.claims() }))
     s.fetcher.last().resolve(creds('associated', s.t0 + 6 * H))
     expect((await p).body.toString()).toContain('ASIATESTassociated')
   })
@@ -1072,7 +1077,11 @@ describe('CredentialCache, a pod flooding a throttling EKS Auth with forged toke
       const flood: Promise<unknown>[] = []
       for (let i = 0; i < 2000; i++) {
         const token = tok(`forged-${i}`)
-        flood.push(cache.resolve({ token, claims }, '10.0.0.66').catch((e: unknown) => e))
+        flood.push(
+          cache
+            .resolve(tokenScope({ token, claims }), { requester: '10.0.0.66' })
+            .catch((e: unknown) => e),
+        )
         if (i % 24 === 23) {
           clock.advance(10) // 2000 requests in 0.83 s
           await flush()
@@ -1080,10 +1089,12 @@ describe('CredentialCache, a pod flooding a throttling EKS Auth with forged toke
       }
       const t = clock.now()
       let servedAt: number | undefined
-      const pod = cache.resolve({ token: tok('new-pod'), claims }, '10.0.0.7').then(
-        (e) => ((servedAt = clock.now()), e),
-        (e: unknown) => e,
-      )
+      const pod = cache
+        .resolve(tokenScope({ token: tok('new-pod'), claims }), { requester: '10.0.0.7' })
+        .then(
+          (e) => ((servedAt = clock.now()), e),
+          (e: unknown) => e,
+        )
       await runFor(clock, 2000, 10)
       expect(servedAt).toBeDefined()
       expect((servedAt as number) - t).toBeLessThanOrEqual(2000)

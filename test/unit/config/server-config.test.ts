@@ -47,6 +47,10 @@ describe('buildServerConfig defaults', () => {
       associationsFile: undefined,
       stsEndpoint: undefined,
       stsDurationSeconds: 3600,
+      tokenJwks: undefined,
+      tokenIssuer: undefined,
+      tokenAudience: 'pods.eks.amazonaws.com',
+      shareCredentials: 'per-pod',
     })
   })
 
@@ -68,7 +72,55 @@ describe('buildServerConfig defaults', () => {
       clientMaxConnections: 256,
       maxRequestRate: 0,
       credentialSource: 'eks-auth',
+      tokenVerification: 'off',
+      shareCredentials: 'per-token',
     })
+  })
+})
+
+describe('buildServerConfig token verification', () => {
+  it('takes a URL or a file, with the issuer; the audience defaults to pods.eks.amazonaws.com', () => {
+    const c = build({ tokenJwks: 'https://oidc.example/keys', tokenIssuer: 'https://oidc.example' })
+    expect(c).toMatchObject({
+      tokenJwks: 'https://oidc.example/keys',
+      tokenIssuer: 'https://oidc.example',
+      tokenAudience: 'pods.eks.amazonaws.com',
+      shareCredentials: 'per-pod',
+    })
+    expect(
+      build({
+        tokenJwks: '/etc/jwks.json',
+        tokenIssuer: 'https://kubernetes.default.svc',
+        tokenAudience: 'sts.amazonaws.com',
+        shareCredentials: 'per-association',
+      }),
+    ).toMatchObject({ tokenJwks: '/etc/jwks.json', tokenAudience: 'sts.amazonaws.com' })
+    expect(describeConfig(c)).toMatchObject({
+      tokenVerification: {
+        jwks: 'https://oidc.example/keys',
+        issuer: 'https://oidc.example',
+        audience: 'pods.eks.amazonaws.com',
+      },
+      shareCredentials: 'per-pod',
+    })
+  })
+
+  it('refuses what cannot work, naming the flag', () => {
+    expect(configError({ tokenJwks: 'https://oidc.example/keys' }).message).toBe(
+      "--token-issuer is required with --token-jwks: the `iss` of the cluster's service-account tokens (on EKS the cluster's OIDC issuer URL)",
+    )
+    expect(configError({ tokenIssuer: 'https://oidc.example' }).message).toContain(
+      '--token-issuer needs --token-jwks',
+    )
+    expect(configError({ tokenJwks: 'ftp://x/keys', tokenIssuer: 'i' }).message).toContain(
+      '--token-jwks',
+    )
+    expect(configError({ shareCredentials: 'per-association' }).message).toBe(
+      '--share-credentials per-association needs --token-jwks and --token-issuer: credentials are shared only between tokens verified on the node',
+    )
+    expect(
+      configError({ tokenJwks: '/k.json', tokenIssuer: 'i', shareCredentials: 'per-node' }).message,
+    ).toBe('--share-credentials: "per-node" is not a mode; expected per-pod or per-association')
   })
 })
 
