@@ -230,6 +230,7 @@ const drain = () => new Promise((resolve) => setImmediate(resolve))
 /** What both children need: a token maker, a clock, and a maker of caches. */
 async function setup() {
   const { CredentialCache } = await import(dist('cache/credential-cache.js'))
+  const { tokenScope } = await import(dist('cache/entry-scope.js'))
   const { ManualClock } = await import(dist('util/clock.js'))
   const { createMetrics } = await import(dist('metrics/metrics.js'))
   const { createLogger } = await import(dist('util/logger.js'))
@@ -254,7 +255,7 @@ async function setup() {
     })
     return { cache, source }
   }
-  return { ManualClock, clock, tokens, newCache }
+  return { ManualClock, clock, tokens, newCache, tokenScope }
 }
 
 function check(ok, what) {
@@ -263,7 +264,7 @@ function check(ok, what) {
 
 /** The times: rounds of every measurement in turn, after warm-up rounds (JIT tier-up). */
 async function timeChild(full) {
-  const { ManualClock, clock, tokens, newCache } = await setup()
+  const { ManualClock, clock, tokens, newCache, tokenScope } = await setup()
   const warmupRounds = 2
   const roundCount = full ? 15 : 5
   const ops = {
@@ -284,7 +285,7 @@ async function timeChild(full) {
   const lookupKeys = []
   for (let i = 0; i < ENTRIES; i++) {
     const request = tokens.make()
-    const entry = await hitSet.cache.resolve(request)
+    const entry = await hitSet.cache.resolve(tokenScope(request))
     map.set(request.token, entry)
     lookupKeys.push(flatCopy(request.token))
   }
@@ -376,7 +377,7 @@ async function timeChild(full) {
     const { cache, source } = newCache()
     globalThis.gc()
     const t0 = nowNs()
-    for (const r of requests) await cache.resolve(r)
+    for (const r of requests) await cache.resolve(tokenScope(r))
     const ns = nsPerOp(t0, ops.miss)
     check(source.calls === ops.miss && cache.size === ops.miss, 'a miss did not call or store')
     return ns
@@ -394,7 +395,7 @@ async function timeChild(full) {
       const { token, claims } = tokens.make()
       const requests = Array.from({ length: COALESCE }, () => ({ token: flatCopy(token), claims }))
       const t0 = nowNs()
-      for (let k = 0; k < COALESCE; k++) waits[k] = cache.resolve(requests[k])
+      for (let k = 0; k < COALESCE; k++) waits[k] = cache.resolve(tokenScope(requests[k]))
       await Promise.all(waits)
       ns += Number(nowNs() - t0)
     }
@@ -411,7 +412,7 @@ async function timeChild(full) {
     const keys = []
     for (let i = 0; i < ENTRIES; i++) {
       const request = tokens.make()
-      await cache.resolve(request)
+      await cache.resolve(tokenScope(request))
       keys.push(flatCopy(request.token))
     }
     clk.advance(3.5 * HOUR_MS)
@@ -454,7 +455,7 @@ async function timeChild(full) {
 
 /** Bytes per entry: heap used after full GCs, from an empty cache to 2000 entries. */
 async function memoryChild(full) {
-  const { tokens, newCache } = await setup()
+  const { tokens, newCache, tokenScope } = await setup()
   const warmupRounds = 1
   const roundCount = full ? 5 : 3
   const used = () => {
@@ -469,7 +470,7 @@ async function memoryChild(full) {
     const before = used()
     // The tokens are made here, so that the only reference left to them is the cache's: a
     // request's token and claims stay alive as long as its entry does.
-    for (let i = 0; i < ENTRIES; i++) await cache.resolve(tokens.make())
+    for (let i = 0; i < ENTRIES; i++) await cache.resolve(tokenScope(tokens.make()))
     const after = used()
     check(cache.size === ENTRIES, `memory cache holds ${cache.size} entries`)
     if (r < warmupRounds) continue

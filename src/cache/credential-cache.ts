@@ -1,60 +1,32 @@
-// The credential cache: a hit needs the exact token string the source accepted, and costs one Map
-// lookup on a number plus one string comparison (no JWT parsing, no hashing); one upstream call
-// in flight per token that every concurrent request awaits; entries served while the credentials
-// have more than a floor of life left and the token is usable; renewed in the background after a
-// hit past their renewal time, under a rate limit, keeping the old credentials while a renewal
-// fails with a recoverable error; an upstream's final refusal of a token is remembered for a few
-// seconds and answered again without a call. Over 250 lines: lookup, single flight, renewal and
-// refusals share the entries and the flights, and each rule reads best beside the others.
+// The credential cache: a hit needs the exact token string a binding was made for, and costs one
+// Map lookup on a number, one string comparison and a pointer to its entry (no JWT parsing, no
+// hashing). Which token reads which entry is the key map's (per token; per pod or association
+// once verified, entry-scope.ts); one upstream call in flight per entry key, which every request
+// for that key awaits; entries served while the credentials have more than a floor of life left
+// and the token is usable; renewed in the background with the newest token after a hit past
+// their renewal time, under a rate limit, keeping the old credentials while a renewal fails with
+// a recoverable error; a final refusal drops the entry for every token. Over 250 lines: lookup,
+// single flight and renewal share the entries and the flights, and read best side by side.
 
-import { LRUCache } from 'lru-cache'
 import type { AgentError } from '../errors.js'
-import {
-  CallDroppedError,
-  InvalidUpstreamResponseError,
-  isIrrecoverable,
-  toAgentError,
-} from '../errors.js'
+import { isIrrecoverable, toAgentError } from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
-import type { CheckedToken } from '../token/validity.js'
 import { isTokenUsable } from '../token/validity.js'
 import { CallTicket, holdWhileQueued } from '../upstream/call-ticket.js'
 import { boundedCode } from '../upstream/error-codes.js'
-import type { AssociationInfo, CredentialSource, SourceAnswer } from '../upstream/types.js'
+import type { CredentialSource, SourceAnswer } from '../upstream/types.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { tokenDigest } from '../util/logger.js'
 import { TokenBucket } from '../util/token-bucket.js'
-import { hitHeaders, serializeCredentials } from './credentials-body.js'
 import type { ScopedRequest } from './entry-scope.js'
-import type { ReuseReason, Scope, Slot, TokenBinding } from './key-map.js'
-import { KeyMap } from './key-map.js'
-
-export interface CacheEntry {
-  /** Pre-serialised 200 body. */
-  readonly body: Buffer
-  /** Response headers for a hit, as a flat [name, value, ...] list. */
-  readonly headers: readonly string[]
-  /** Served while now < serveUntilMs (credential expiry - floor) and the token is usable. */
-  readonly serveUntilMs: number
-  readonly expirationMs: number
-  readonly fetchedAtMs: number
-  /** Renew in the background after this instant (Infinity: never worth renewing). */
-  refreshAtMs: number
-  refreshFailures: number
-  /** For logs and reuse metrics: the token that fetched these credentials, and its pod. */
-  readonly fetchedBy: Fetcher
-  /** Whom the credentials were issued for, and the role (the assumed-role ARN). */
-  readonly association: AssociationInfo
-  readonly assumedRoleArn: string
-}
-
-/** The token that fetched an entry: its short digest, and the pod it names. */
-export interface Fetcher {
-  readonly digest: string
-  readonly pod: string | undefined
-  readonly podUid: string | undefined
-}
+import type { CacheEntry, Fetcher } from './cache-entry.js'
+import { buildEntry, fetcherOf, reuseReason, roleChanged } from './cache-entry.js'
+import type { FetchReason } from './cache-events.js'
+import { CacheEvents } from './cache-events.js'
+import type { Slot, TokenBinding } from './key-map.js'
+import { KeyMap, newBinding } from './key-map.js'
+import { Refusals } from './refusals.js'
 
 export interface CredentialCacheOptions {
   source: CredentialSource
@@ -84,20 +56,14 @@ export interface CredentialCacheOptions {
   refusalTtlMs?: number
 }
 
-/** An upstream's final refusal of one token, and until when it is answered again. */
-interface Refusal {
-  readonly error: AgentError
-  readonly untilMs: number
-}
-
 /** An upstream call for one slot key: every concurrent request for that key awaits it. */
 interface Flight {
   readonly promise: Promise<Slot>
   readonly ticket: CallTicket
   /** The request whose token the call sends. */
   readonly scoped: ScopedRequest
-  /** Tokens whose requests await this call (join() finds it by the token alone). */
-  readonly tokens: string[]
+  /** The requests awaiting this call, by token (join() finds it by the token alone). */
+  readonly waiting: Map<string, ScopedRequest>
 }
 
 /** What a request that may start an upstream call brings. */
@@ -112,8 +78,6 @@ export interface ResolveOptions {
 const NO_TOKEN_RECHECK_MS = 60_000
 const RETRY_BASE_MS = 5_000
 const RETRY_CAP_MS = 120_000
-/** Refusals remembered at most (each holds a token: about 1 KB). */
-const MAX_REFUSALS = 4096
 
 const noop = (): void => {}
 
@@ -123,13 +87,11 @@ export class CredentialCache {
   readonly #inflight = new Map<string, Flight>()
   /** The call each token awaits, by exact token (a pod's workers join without parsing again). */
   readonly #byToken = new Map<string, Flight>()
-  /** Remembered refusals by exact token; undefined when refusals are not remembered. */
-  readonly #refusals: LRUCache<string, Refusal> | undefined
-  readonly #refusalTtlMs: number
+  readonly #refusals: Refusals
   readonly #source: CredentialSource
   readonly #clock: Clock
   readonly #metrics: AgentMetrics
-  readonly #log: Logger
+  readonly #events: CacheEvents
   readonly #minTtlMs: number
   readonly #maxRetentionMs: number
   readonly #queueHoldMs: number
@@ -140,13 +102,12 @@ export class CredentialCache {
     this.#source = opts.source
     this.#clock = opts.clock
     this.#metrics = opts.metrics
-    this.#log = opts.logger
+    this.#events = new CacheEvents(opts.logger)
     this.#minTtlMs = opts.minTtlMs ?? 15_000
     this.#maxRetentionMs = opts.maxRetentionMs
     this.#queueHoldMs = opts.queueHoldMs ?? 700
     this.#random = opts.random ?? Math.random
-    this.#refusalTtlMs = opts.refusalTtlMs ?? 0
-    if (this.#refusalTtlMs > 0) this.#refusals = new LRUCache({ max: MAX_REFUSALS })
+    this.#refusals = new Refusals(opts.refusalTtlMs ?? 0)
     this.#refreshBucket = new TokenBucket({
       clock: opts.clock,
       ratePerSecond: opts.refreshQps,
@@ -198,11 +159,11 @@ export class CredentialCache {
    */
   join(token: string, nowMs: number): Promise<CacheEntry> | undefined {
     const flight = this.#byToken.get(token)
-    if (flight === undefined) return undefined
-    const request = flight.scoped.request.token === token ? flight.scoped.request : undefined
-    if (request === undefined || !isTokenUsable(request.claims, nowMs)) return undefined
+    const scoped = flight?.waiting.get(token)
+    if (flight === undefined || scoped === undefined) return undefined
+    if (!isTokenUsable(scoped.request.claims, nowMs)) return undefined
     this.#metrics.singleFlightWaits.inc()
-    return this.#wait(flight, flight.scoped)
+    return this.#wait(flight, scoped)
   }
 
   /**
@@ -211,14 +172,9 @@ export class CredentialCache {
    * call, not one per retry). Counted as replayed.
    */
   refusal(token: string, nowMs: number): AgentError | undefined {
-    const r = this.#refusals?.get(token)
-    if (r === undefined) return undefined
-    if (nowMs >= r.untilMs) {
-      this.#refusals?.delete(token)
-      return undefined
-    }
-    this.#metrics.refusalsReplayed.inc()
-    return r.error
+    const refused = this.#refusals.get(token, nowMs)
+    if (refused !== undefined) this.#metrics.refusalsReplayed.inc()
+    return refused
   }
 
   /**
@@ -249,8 +205,8 @@ export class CredentialCache {
       this.#metrics.cacheState.inc({ state: 'miss' })
       flight = this.#fetch(scoped, 'request', tokenDigest(scoped.request.token), opts.requester)
     }
-    if (!flight.tokens.includes(scoped.request.token)) {
-      flight.tokens.push(scoped.request.token)
+    if (!flight.waiting.has(scoped.request.token)) {
+      flight.waiting.set(scoped.request.token, scoped)
       this.#byToken.set(scoped.request.token, flight)
     }
     return this.#wait(flight, scoped)
@@ -271,51 +227,28 @@ export class CredentialCache {
     const { request } = scoped
     const digest = tokenDigest(request.token)
     const fetcher = slot.entry?.fetchedBy
-    const binding = {
-      token: request.token,
-      claims: request.claims,
-      reuse:
-        fetcher === undefined || fetcher.digest === digest
-          ? undefined
-          : reuseReason(slot.scope, fetcher, request.claims.podUid),
-      digest,
+    const reuse =
+      fetcher === undefined || fetcher.digest === digest
+        ? undefined
+        : reuseReason(slot.scope, fetcher, request.claims.podUid)
+    if (reuse !== undefined) this.#metrics.reusedAnswers.inc(reuse)
+    if (this.#keys === undefined || slot.entry === undefined) {
+      return newBinding(request, slot, reuse, digest)
     }
-    if (binding.reuse !== undefined) this.#metrics.reusedAnswers.inc(binding.reuse)
-    if (this.#keys === undefined || slot.entry === undefined) return { ...binding, slot }
-    return this.#keys.bind(request, slot, binding)
+    return this.#keys.bind(request, slot, reuse, digest)
   }
 
   /** A new token answered without a call of its own: counted, and logged at debug. */
   #saved(scoped: ScopedRequest, fetcher: Fetcher): void {
-    const { claims } = scoped.request
-    const reason = reuseReason(scoped.scope, fetcher, claims.podUid)
+    const reason = reuseReason(scoped.scope, fetcher, scoped.request.claims.podUid)
     this.#metrics.upstreamCallsSaved.inc({ reason })
-    if (this.#log.isLevelEnabled('debug')) {
-      this.#log.debug(
-        {
-          event: reason === 'rotation' ? 'credentials_kept_across_rotation' : 'credentials_shared',
-          tokenDigest: tokenDigest(scoped.request.token),
-          pod: claims.podName,
-          namespace: claims.namespace,
-          serviceAccount: claims.serviceAccount,
-          fetchedBy: { pod: fetcher.pod, tokenDigest: fetcher.digest },
-        },
-        reason === 'rotation'
-          ? "served a pod's new token the credentials its earlier token fetched"
-          : 'served credentials another pod of the association fetched',
-      )
-    }
+    this.#events.saved(scoped, fetcher, reason)
   }
 
-  #fetch(
-    scoped: ScopedRequest,
-    reason: 'request' | 'refresh',
-    digest: string,
-    requester?: string,
-  ): Flight {
+  #fetch(scoped: ScopedRequest, reason: FetchReason, digest: string, requester?: string): Flight {
     const startMs = this.#clock.now()
     const ticket = new CallTicket()
-    const tokens: string[] = []
+    const waiting = new Map<string, ScopedRequest>()
     const promise = this.#source
       .fetch(scoped.request, { background: reason === 'refresh', ticket, requester })
       .then(
@@ -326,11 +259,11 @@ export class CredentialCache {
       )
       .finally(() => {
         this.#inflight.delete(scoped.key)
-        for (const t of tokens) if (this.#byToken.get(t) === flight) this.#byToken.delete(t)
+        for (const t of waiting.keys()) if (this.#byToken.get(t) === flight) this.#byToken.delete(t)
       })
     // Requests that gave up (503 after the hold) no longer await the call: never unhandled.
     promise.catch(noop)
-    const flight: Flight = { promise, ticket, scoped, tokens }
+    const flight: Flight = { promise, ticket, scoped, waiting }
     this.#inflight.set(scoped.key, flight)
     return flight
   }
@@ -339,74 +272,25 @@ export class CredentialCache {
     scoped: ScopedRequest,
     answer: SourceAnswer,
     digest: string,
-    reason: 'request' | 'refresh',
+    reason: FetchReason,
     startMs: number,
   ): Slot {
     const { request } = scoped
-    const { credentials, association } = answer
     const now = this.#clock.now()
-    const left = credentials.expirationMs - now
-    if (left <= this.#minTtlMs) {
-      throw new InvalidUpstreamResponseError(
-        `fetched credentials are expired or will expire within the next ${(this.#minTtlMs / 1000).toFixed(2)} seconds`,
-      )
-    }
-    const body = serializeCredentials(credentials)
-    const serveUntilMs = credentials.expirationMs - this.#minTtlMs
-    // Renew at fetch + min(retention, half the lifetime), with +-10 % jitter so that a node's
-    // entries do not renew in lockstep; never when the entry ends first. (Whether a token is
-    // still usable to renew with is seen then: a pod's newer token may have come by.)
-    const base = Math.min(this.#maxRetentionMs, left / 2)
-    const refreshAt = now + base * (0.9 + 0.2 * this.#random())
-    const entry: CacheEntry = {
-      body,
-      headers: hitHeaders(body),
-      serveUntilMs,
-      expirationMs: credentials.expirationMs,
-      fetchedAtMs: now,
-      refreshAtMs: refreshAt < serveUntilMs ? refreshAt : Infinity,
-      refreshFailures: 0,
-      fetchedBy: { digest, pod: request.claims.podName, podUid: request.claims.podUid },
-      association: {
-        id: association.id,
-        namespace: association.namespace ?? request.claims.namespace,
-        serviceAccount: association.serviceAccount ?? request.claims.serviceAccount,
-      },
-      assumedRoleArn: credentials.assumedRoleArn,
-    }
+    const entry = buildEntry(request, answer, digest, {
+      nowMs: now,
+      minTtlMs: this.#minTtlMs,
+      maxRetentionMs: this.#maxRetentionMs,
+      random: this.#random,
+    })
     const previous = this.#keys?.slot(scoped.key)?.entry
     const slot =
       this.#keys?.put(scoped.key, scoped.scope, entry, request) ??
       ({ key: scoped.key, scope: scoped.scope, entry, renewWith: request, tokens: 0 } as Slot)
     this.#metrics.cacheEntries.set(this.size)
-    this.#log.info(
-      {
-        event: 'credentials_fetched',
-        reason,
-        entry: scoped.scope,
-        tokenDigest: digest,
-        namespace: entry.association.namespace,
-        serviceAccount: entry.association.serviceAccount,
-        pod: request.claims.podName,
-        associationId: entry.association.id,
-        expiration: new Date(credentials.expirationMs).toISOString(),
-        durationMs: now - startMs,
-      },
-      'fetched credentials',
-    )
+    this.#events.fetched(scoped, entry, reason, now - startMs)
     if (previous !== undefined && roleChanged(previous, entry)) {
-      this.#log.info(
-        {
-          event: 'association_changed',
-          entry: scoped.scope,
-          namespace: entry.association.namespace,
-          serviceAccount: entry.association.serviceAccount,
-          from: { associationId: previous.association.id, role: roleOf(previous.assumedRoleArn) },
-          to: { associationId: entry.association.id, role: roleOf(entry.assumedRoleArn) },
-          tokens: slot.tokens,
-        },
-        'the association or role changed: every token of the entry is served the new credentials',
-      )
+      this.#events.roleChanged(scoped, previous, entry, slot.tokens)
     }
     return slot
   }
@@ -415,42 +299,18 @@ export class CredentialCache {
     scoped: ScopedRequest,
     err: unknown,
     digest: string,
-    reason: 'request' | 'refresh',
+    reason: FetchReason,
     startMs: number,
   ): Error {
-    const { request } = scoped
     const e = toAgentError(err)
     if (isIrrecoverable(e)) {
-      this.#refusals?.set(request.token, {
-        error: e,
-        untilMs: this.#clock.now() + this.#refusalTtlMs,
-      })
+      this.#refusals.remember(scoped.request.token, e, this.#clock.now())
       const slot = this.#keys?.slot(scoped.key)
       if (slot !== undefined && this.#keys?.drop(slot) === true) {
-        this.#log.info(
-          { event: 'cache_evicted', entry: scoped.scope, tokenDigest: digest, code: e.code },
-          'evicted credentials',
-        )
+        this.#events.evicted(scoped, digest, e.code)
       }
     }
-    const { claims } = request
-    // A call dropped because nobody waited for it is routine under a flood: not worth a warning.
-    const level = e instanceof CallDroppedError ? 'debug' : 'warn'
-    this.#log[level](
-      {
-        event: 'credentials_fetch_failed',
-        reason,
-        tokenDigest: digest,
-        namespace: claims.namespace,
-        serviceAccount: claims.serviceAccount,
-        pod: claims.podName,
-        status: e.statusCode,
-        code: e.code,
-        error: e.message,
-        durationMs: this.#clock.now() - startMs,
-      },
-      'fetching credentials failed',
-    )
+    this.#events.failed(scoped, e, digest, reason, this.#clock.now() - startMs)
     return e
   }
 
@@ -491,32 +351,4 @@ export class CredentialCache {
       },
     )
   }
-}
-
-/** The fetcher of a call in flight, as an entry will record it. */
-function fetcherOf(request: CheckedToken): Fetcher {
-  return {
-    digest: tokenDigest(request.token),
-    pod: request.claims.podName,
-    podUid: request.claims.podUid,
-  }
-}
-
-/** A token reads what an earlier token of its own pod fetched (rotation), or another pod's. */
-function reuseReason(scope: Scope, fetcher: Fetcher, podUid: string | undefined): ReuseReason {
-  return scope === 'pod' || (podUid !== undefined && fetcher.podUid === podUid)
-    ? 'rotation'
-    : 'shared'
-}
-
-/** The role of an assumed-role ARN (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`). */
-function roleOf(assumedRoleArn: string): string {
-  const m = /^arn:[^:]+:sts::(\d+):assumed-role\/([^/]+)\//.exec(assumedRoleArn)
-  return m === null ? assumedRoleArn : `${m[1]}:${m[2]}`
-}
-
-function roleChanged(a: CacheEntry, b: CacheEntry): boolean {
-  return (
-    a.association.id !== b.association.id || roleOf(a.assumedRoleArn) !== roleOf(b.assumedRoleArn)
-  )
 }

@@ -8,7 +8,7 @@ import { LRUCache } from 'lru-cache'
 import type { TokenClaims } from '../token/parse-token.js'
 import type { CheckedToken } from '../token/validity.js'
 import { cacheKey } from './cache-key.js'
-import type { CacheEntry } from './credential-cache.js'
+import type { CacheEntry } from './cache-entry.js'
 
 /** What a slot is keyed by. */
 export type Scope = 'token' | 'pod' | 'association'
@@ -39,7 +39,7 @@ export interface TokenBinding {
   /** Short digest of the token, for logs. */
   readonly digest: string
   /** The end of this token's trace line for a hit, built on its first traced hit. */
-  traceTail?: string
+  traceTail: string | undefined
 }
 
 export class KeyMap {
@@ -85,10 +85,15 @@ export class KeyMap {
   }
 
   /** Bind a token to a slot (it then reads that slot's entry), unless it already is. */
-  bind(request: CheckedToken, slot: Slot, binding: Omit<TokenBinding, 'slot'>): TokenBinding {
+  bind(
+    request: CheckedToken,
+    slot: Slot,
+    reuse: ReuseReason | undefined,
+    digest: string,
+  ): TokenBinding {
     const existing = this.binding(request.token)
     if (existing?.slot === slot) return existing
-    const b: TokenBinding = { ...binding, slot }
+    const b = newBinding(request, slot, reuse, digest)
     slot.tokens++
     keepNewest(slot, request)
     this.#bindings.set(cacheKey(request.token), b)
@@ -108,6 +113,19 @@ export class KeyMap {
     slot.tokens--
     if (slot.tokens <= 0) this.drop(slot)
   }
+}
+
+/**
+ * A binding, built as one literal so that every binding has the same shape (the hot path reads
+ * it; an object spread made them slow to read: bench/README.md, "Cache").
+ */
+export function newBinding(
+  request: CheckedToken,
+  slot: Slot,
+  reuse: ReuseReason | undefined,
+  digest: string,
+): TokenBinding {
+  return { token: request.token, claims: request.claims, slot, reuse, digest, traceTail: undefined }
 }
 
 /** Renewals send the token that stays valid longest. */

@@ -6,7 +6,8 @@
 // Everything else (JWT parsing, upstream calls, logging) happens only on a miss or an error.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { CacheEntry, CredentialCache } from '../cache/credential-cache.js'
+import type { CacheEntry } from '../cache/cache-entry.js'
+import type { CredentialCache } from '../cache/credential-cache.js'
 import type { ScopedRequest } from '../cache/entry-scope.js'
 import type { AgentError } from '../errors.js'
 import {

@@ -2,7 +2,7 @@
 // token is bound to it, and dropping it makes every one of its tokens miss.
 
 import { describe, expect, it } from 'vitest'
-import type { CacheEntry } from '../../../src/cache/credential-cache.js'
+import type { CacheEntry } from '../../../src/cache/cache-entry.js'
 import type { Slot } from '../../../src/cache/key-map.js'
 import { KeyMap } from '../../../src/cache/key-map.js'
 import type { CheckedToken } from '../../../src/token/validity.js'
@@ -24,7 +24,7 @@ function request(name: string, expMs = 1000): CheckedToken {
 const entry = (n: number) => ({ body: Buffer.from(`entry-${n}`) }) as unknown as CacheEntry
 
 function bind(map: KeyMap, r: CheckedToken, slot: Slot) {
-  return map.bind(r, slot, { token: r.token, claims: r.claims, reuse: undefined, digest: 'd' })
+  return map.bind(r, slot, undefined, 'd')
 }
 
 describe('KeyMap', () => {
