@@ -15,12 +15,14 @@ import { lockout } from './lockout.js'
 import { shutdownUnderLoad } from './shutdown.js'
 import { cacheChurn } from './churn.js'
 import { fallbackBoot } from './fallback.js'
+import { jobBurst } from './burst.js'
 import { loadGenerator } from './lib/load.js'
 import {
   AGENT_IMAGE_ENV,
   AGENT_IMAGE_NODE_ARGS,
   ROOT,
   VARIANT,
+  VERIFY,
   createFixtures,
   scratchDir,
 } from './lib/servers.js'
@@ -35,6 +37,7 @@ const WORKLOADS = {
   lockout,
   shutdown: shutdownUnderLoad,
   fallback: fallbackBoot,
+  burst: jobBurst,
   memory: memoryAndStartup,
   churn: cacheChurn,
   cache: cacheMicro,
@@ -50,6 +53,9 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
           pod with the real SDK is served (defaults, and with --client-miss-rate 0)
   fallback  250 pods boot while EKS Auth refuses connections, and while it does not answer, with
           --credential-source eks-auth-then-sts: time until all are served, STS calls per pod
+  burst   job burst: 50, 250 and 1000 pods of one service account at once (own token and address
+          each), tokens verified on the node, credentials per pod and per association: upstream
+          calls, time until all are served
   shutdown  SIGTERM under wrk -c64 (back-to-back keep-alive requests): requests that reached the
           agent and failed, time to exit
   neighbours  one pod floods over 2000 connections (hits, bogus, forged tokens, forged against a
@@ -62,7 +68,9 @@ const USAGE = `usage: node bench/run.js [${Object.keys(WORKLOADS).join('|')}|all
 env: BENCH_FULL=1 longer runs; BENCH_LOADGEN=autocannon to skip wrk; BENCH_IMAGE_ENV=0 runs
      the agent without the Dockerfile's ENV and ENTRYPOINT node flags; BENCH_AGENT_NODE_ARGS
      node flags for the agent; BENCH_VARIANT_MAIN / BENCH_VARIANT_NODE_ARGS a second agent
-     (another build, other flags) measured beside it in hot and memory (bench/README.md)`
+     (another build, other flags) measured beside it in hot and memory; BENCH_VERIFY=1 every
+     agent verifies tokens on the node (--token-jwks, --token-issuer), BENCH_SHARE=per-pod or
+     per-association adds --share-credentials (bench/README.md)`
 
 async function main() {
   const args = process.argv.slice(2)
@@ -95,6 +103,7 @@ async function main() {
       (agentEnv.length > 0 ? agentEnv.join(' ') : 'defaults (BENCH_IMAGE_ENV=0)'),
   )
   if (VARIANT) console.log(`variant measured beside the agent: ${VARIANT.label}`)
+  if (VERIFY) console.log(`every agent: ${VERIFY.label}`)
   const t0 = performance.now()
   const fx = await createFixtures(scratchDir())
   const all = []
@@ -116,6 +125,7 @@ async function main() {
       agentEnv: AGENT_IMAGE_ENV,
       agentNodeArgs: AGENT_IMAGE_NODE_ARGS,
       variant: VARIANT,
+      verify: VERIFY,
       targets: all,
     },
   )

@@ -3,7 +3,8 @@
 // Usage: node bench/lib/herd-client.js SPEC.json ; prints one JSON line of results.
 //
 // SPEC: { port, hostHeader, mode: 'herd' | 'burst' | 'pool', requests: [{ token, localAddress }],
-//         concurrency (pool), timeoutMs, settleMs (herd), startAtEpochMs (herd, burst) }
+//         concurrency (pool), timeoutMs, settleMs (herd), startAtEpochMs (herd, burst),
+//         retry (herd): { attempts, delayMs } }
 // - herd: open every connection first (in batches, so the listen backlog never overflows), let
 //   the server accept them, then write every request in one loop and time each answer from
 //   that moment. Measures the agent, not TCP set-up (reported apart as connectMs).
@@ -11,6 +12,11 @@
 //   as soon as it is connected; each answer is timed from its own connect, completion from the
 //   loop's start. TCP set-up is part of the herd (bench/mixed.js).
 // - pool: `concurrency` workers, each connect -> request -> answer -> close, until all are done.
+// retry (herd only; default none): a pod whose answer is not 200 (or that got none) asks again as
+// the SDK's fromHttp does by default (4 attempts, 1000 ms apart, whatever the status or
+// Retry-After): after delayMs, on a new connection from its own address, up to `attempts` in all.
+// Its time then runs from the herd's first write to its last answer; `statuses` and `errors` are
+// the last answers, `firstStatuses` the first ones, `answerStatuses` every answer.
 // startAtEpochMs: wait until that wall-clock time (performance.timeOrigin + performance.now(),
 // the clock every bench process shares) before starting, so that another process's load can be
 // lined up with this one; burst's output carries startEpochMs and endEpochMs on that clock.
@@ -76,6 +82,33 @@ async function exchange(socket, bytes) {
   return x.done
 }
 
+/** { status: count } of a list of statuses. */
+function countStatuses(list) {
+  const out = {}
+  for (const st of list) out[st] = (out[st] ?? 0) + 1
+  return out
+}
+
+/**
+ * A pod's first exchange (already sent at sentAt) and, while it is not a 200, its retries as
+ * spec.retry says; resolves the last answer with ms from sentAt and every status seen.
+ */
+async function withRetries(first, r, bytes, sentAt) {
+  const { attempts = 4, delayMs = 1000 } = spec.retry
+  let res = await first
+  const seen = [res.status]
+  while (res.status !== 200 && seen.length < attempts && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    try {
+      res = await exchange(await open(r.localAddress), bytes)
+    } catch (err) {
+      res = { status: 0, at: performance.now(), reason: err.code ?? 'connect' }
+    }
+    seen.push(res.status)
+  }
+  return { ...res, ms: res.at - sentAt, seen }
+}
+
 function summarise(results, extra) {
   const statuses = {}
   const reasons = {}
@@ -116,11 +149,24 @@ async function herd() {
   const t0 = performance.now()
   for (let i = 0; i < exchanges.length; i++) exchanges[i].send(bytes[i])
   const sendSpanMs = performance.now() - t0
-  const results = await Promise.all(exchanges.map((x) => x.done))
+  const results = await Promise.all(
+    exchanges.map((x, i) =>
+      spec.retry === undefined ? x.done : withRetries(x.done, reqs[i], bytes[i], t0),
+    ),
+  )
   const answered = results.filter((r) => r.status !== 0).map((r) => r.at)
   const completionMs = Math.max(...results.map((r) => r.at)) - t0
   const firstAnswerMs = answered.length > 0 ? Math.min(...answered) - t0 : NaN
-  return summarise(results, { connectMs, sendSpanMs, firstAnswerMs, completionMs })
+  const retries =
+    spec.retry === undefined
+      ? {}
+      : {
+          attemptsTotal: results.reduce((sum, r) => sum + r.seen.length, 0),
+          retriedPods: results.filter((r) => r.seen.length > 1).length,
+          firstStatuses: countStatuses(results.map((r) => r.seen[0])),
+          answerStatuses: countStatuses(results.flatMap((r) => r.seen)),
+        }
+  return summarise(results, { connectMs, sendSpanMs, firstAnswerMs, completionMs, ...retries })
 }
 
 async function pool() {

@@ -46,6 +46,41 @@ const words = (text) => (text ?? '').split(/\s+/).filter(Boolean)
  */
 const AGENT_NODE_ARGS = words(process.env.BENCH_AGENT_NODE_ARGS)
 
+const SHARE_MODES = ['per-pod', 'per-association']
+
+/**
+ * Token verification on the node for every agent a benchmark starts: BENCH_VERIFY=1 adds
+ * `--token-jwks <the fixtures' JWKS file> --token-issuer <the fixtures' issuer>`, and
+ * BENCH_SHARE=per-pod|per-association adds `--share-credentials` (needs BENCH_VERIFY=1).
+ * Undefined when BENCH_VERIFY is not set. An agent whose own args already carry --token-jwks (the
+ * burst workload) keeps them.
+ */
+export const VERIFY = (() => {
+  const share = process.env.BENCH_SHARE || undefined
+  if (process.env.BENCH_VERIFY !== '1') {
+    if (share !== undefined) throw new Error('BENCH_SHARE needs BENCH_VERIFY=1')
+    return undefined
+  }
+  if (share !== undefined && !SHARE_MODES.includes(share)) {
+    throw new Error(`BENCH_SHARE=${share}: expected ${SHARE_MODES.join(' or ')}`)
+  }
+  return {
+    share,
+    label: `tokens verified on the node (--token-jwks, --token-issuer${share ? `, --share-credentials ${share}` : ''})`,
+  }
+})()
+
+/** The flags that verify tokens against the fixtures' issuer; share: --share-credentials. */
+export function verifyArgs(fx, share) {
+  return [
+    '--token-jwks',
+    fx.jwksFile,
+    '--token-issuer',
+    fx.issuer,
+    ...(share ? ['--share-credentials', share] : []),
+  ]
+}
+
 /**
  * A second agent that the hot-path and memory workloads measure beside the agent, interleaved in
  * the same run, for an A/B: another build (BENCH_VARIANT_MAIN=path/to/dist/main.js) and/or other
@@ -94,10 +129,13 @@ export function scratchDir() {
 
 /**
  * A signing key, its JWKS and an associations file in dir, and a mint(n) that signs n distinct
- * pod tokens (RS256, the claims a kubelet puts in a pods.eks.amazonaws.com token).
+ * pod tokens (RS256, the claims a kubelet puts in a pods.eks.amazonaws.com token, each its own pod
+ * name and UID); issuer: the tokens' `iss` (for --token-issuer).
  */
 export async function createFixtures(dir) {
-  const { TokenIssuer } = await import(join(ROOT, 'dist', 'mock', 'token-issuer.js'))
+  const { TokenIssuer, DEFAULT_ISSUER } = await import(
+    join(ROOT, 'dist', 'mock', 'token-issuer.js')
+  )
   const issuer = await TokenIssuer.generate('RS256')
   const jwksFile = join(dir, 'jwks.json')
   const associationsFile = join(dir, 'associations.json')
@@ -127,7 +165,7 @@ export async function createFixtures(dir) {
     }
     return out
   }
-  return { dir, jwksFile, associationsFile, mint }
+  return { dir, jwksFile, associationsFile, issuer: DEFAULT_ISSUER, mint }
 }
 
 /** Start mock EKS Auth on a free port; resolves a handle with admin helpers. */
@@ -186,7 +224,8 @@ async function startMockOf(command, listening, fx, faults) {
 /**
  * Start the agent (`server`; `main`: another build's dist/main.js) against a mock; logs go to a
  * file (as a container runtime would take them), never through this process. Resolves once /readyz answers 200, with readyMs = ms
- * from spawn() to that answer (polled every 2 ms).
+ * from spawn() to that answer (polled every 2 ms). With BENCH_VERIFY=1 (VERIFY) it verifies tokens
+ * on the node, unless args bring their own --token-jwks.
  * wrap: a command prefix node runs under (see nodeCommand), with readyTimeoutMs, pollMs and
  * stopGraceMs (SIGTERM to SIGKILL) to match its pace.
  */
@@ -234,6 +273,7 @@ export async function startAgent(
         mockUrl,
         '-v',
         verbosity,
+        ...(VERIFY && !args.includes('--token-jwks') ? verifyArgs(fx, VERIFY.share) : []),
         ...args,
       ]),
       {

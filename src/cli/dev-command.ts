@@ -70,7 +70,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
 
   const source = values['credential-source']
   const [
-    { TokenIssuer },
+    { TokenIssuer, DEFAULT_ISSUER },
     { MockEksAuth },
     { MockSts },
     { parseAssociations },
@@ -121,6 +121,9 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'pod-identity-agent-dev-'))
   const associationsFile = join(dir, 'associations.json')
   if (withSts) await writeFile(associationsFile, JSON.stringify({ associations }, null, 2))
+  // The agent verifies tokens on the node against the issuer's keys, as --token-jwks does.
+  const jwksFile = join(dir, 'jwks.json')
+  await writeFile(jwksFile, JSON.stringify(issuer.publicJwks()))
   const tokenFile = join(dir, 'eks-pod-identity-token')
   const writeToken = async (): Promise<void> => {
     const token = await issuer.mint({ namespace, serviceAccount, podName: `${serviceAccount}-dev` })
@@ -141,6 +144,8 @@ export async function runDevCommand(argv: string[]): Promise<number> {
         endpoint: mockUrl,
         verbosity,
         credentialSource: source,
+        tokenJwks: jwksFile,
+        tokenIssuer: DEFAULT_ISSUER,
         ...(withSts ? { associationsFile, stsEndpoint: stsUrl } : {}),
       },
       { AWS_REGION: region },
@@ -182,6 +187,7 @@ export async function runDevCommand(argv: string[]): Promise<number> {
   console.log(
     `  token file     ${tokenFile}  (namespace ${namespace}, service account ${serviceAccount})`,
   )
+  console.log(`  token keys     ${jwksFile}  (tokens verified on the node; an entry per pod)`)
   console.log('')
 
   try {
