@@ -78,6 +78,9 @@ export async function startAgent(
           logger,
           env: deps.env ?? process.env,
           nodeCredentials: deps.nodeCredentials,
+        }).catch(async (err: unknown) => {
+          await keys?.close()
+          throw err
         })
   const cache = new CredentialCache({
     source,

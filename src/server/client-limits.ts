@@ -153,10 +153,28 @@ export class ClientLimits {
   }
 
   /**
-   * A request from `address` that would start an upstream call: undefined when its source may
-   * start one now, else the 429 to answer (Retry-After: when the next call is allowed).
+   * A request from `address` that would start an upstream call, or whose token was refused on the
+   * node (verifying it cost as much): undefined when its source may go on now, else the 429 to
+   * answer (Retry-After: when the next is allowed).
    */
   takeMiss(address: string | undefined): TooManyRequestsError | undefined {
+    const bucket = this.#missBucket(address)
+    if (bucket === undefined || bucket.tryTake()) return undefined
+    return this.#missRefused(bucket)
+  }
+
+  /**
+   * Before a token is verified on the node: the 429 when its source has spent its budget (on
+   * calls or refused tokens), without spending any. A flood of forged tokens then costs a
+   * signature check only within the budget.
+   */
+  checkMiss(address: string | undefined): TooManyRequestsError | undefined {
+    const bucket = this.#missBucket(address)
+    if (bucket === undefined || bucket.msUntilToken() === 0) return undefined
+    return this.#missRefused(bucket)
+  }
+
+  #missBucket(address: string | undefined): TokenBucket | undefined {
     if (this.#missRate === 0 || address === undefined) return undefined
     let bucket = this.#missBuckets.get(address)
     if (bucket === undefined) {
@@ -167,7 +185,10 @@ export class ClientLimits {
       })
       this.#missBuckets.set(address, bucket)
     }
-    if (bucket.tryTake()) return undefined
+    return bucket
+  }
+
+  #missRefused(bucket: TokenBucket): TooManyRequestsError {
     this.#refused('miss_rate')
     return new TooManyRequestsError(
       `Too many requests for new credentials from this pod (at most ${this.#missRate} per second per source address)`,

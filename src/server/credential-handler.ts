@@ -156,14 +156,22 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
         return
       }
       const source = req.socket.remoteAddress
+      const spent = limits.checkMiss(source)
+      if (spent !== undefined) {
+        fail(res, spent, head, t0)
+        return
+      }
+      let scoped
       try {
-        const scoped = await scope(checked)
-        // Only a request that would start an upstream call counts towards its source's limit.
-        pending = cache.resolve(scoped, { requester: source, admit: () => limits.takeMiss(source) })
+        scoped = await scope(checked)
       } catch (err) {
+        // A token refused on the node spends its source's budget, as a call would.
+        limits.takeMiss(source)
         fail(res, toAgentError(err), head, t0)
         return
       }
+      // Only a request that would start an upstream call counts towards its source's limit.
+      pending = cache.resolve(scoped, { requester: source, admit: () => limits.takeMiss(source) })
     }
     try {
       const entry = await pending

@@ -18,8 +18,10 @@ export class KeysUnavailableError extends Error {}
 export const KEY_REFETCH_COOLDOWN_MS = 1000
 /** How long fetched keys are used before they are fetched again on the next miss, ms. */
 const KEYS_MAX_AGE_MS = 600_000
-/** Budget of one fetch of a remote key set, ms. */
-const FETCH_TIMEOUT_MS = 2000
+/** Budget of one fetch of a remote key set, ms (a pod's SDK waits about 1 s in all). */
+const FETCH_TIMEOUT_MS = 1000
+/** After a failed fetch, how long new tokens do not wait for the key set (fetched in the background), ms. */
+const RETRY_AFTER_FAILURE_MS = 5000
 /** How often a key file is looked at for a change, ms. */
 const FILE_CHECK_MS = 5000
 
@@ -69,23 +71,58 @@ async function remoteKeys(o: IssuerKeysOptions): Promise<IssuerKeys> {
     copiedAt = fetches
     lastGood = createLocalJWKSet(jwks)
   }
+  /** When the last fetch failed: for a while, pods do not wait for another one (below). */
+  let failedAtMs = -Infinity
+  let lastFailure = ''
+  let retriedAtMs = -Infinity
+  const failed = (err: unknown): void => {
+    failedAtMs = o.clock.now()
+    lastFailure = describe(err)
+  }
+  /** The keys fetched before, while the key set cannot be fetched: a `kid` they lack cannot be judged. */
+  const fromLastGood: JWTVerifyGetKey = async (header, token) => {
+    if (lastGood === undefined) throw new KeysUnavailableError(`${o.jwks}: ${lastFailure}`)
+    try {
+      return await lastGood(header, token)
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey) {
+        throw new KeysUnavailableError(
+          `${o.jwks}: ${lastFailure}; the keys fetched before lack the token's kid`,
+        )
+      }
+      throw err
+    }
+  }
   const resolve: JWTVerifyGetKey = async (header, token) => {
+    if (o.clock.now() - failedAtMs < RETRY_AFTER_FAILURE_MS) {
+      // The key set just failed to load: fetch it again in the background, at most once per
+      // cooldown, and answer from the keys fetched before (a `kid` they lack cannot be judged).
+      const now = o.clock.now()
+      if (!remote.reloading && now - retriedAtMs >= KEY_REFETCH_COOLDOWN_MS) {
+        retriedAtMs = now
+        remote.reload().then(() => {
+          failedAtMs = -Infinity
+          keepLastGood()
+        }, failed)
+      }
+      return fromLastGood(header, token)
+    }
     try {
       try {
         return await remote(header, token)
       } catch (err) {
         if (!(err instanceof joseErrors.JWKSNoMatchingKey) || !remote.coolingDown) throw err
-        // A `kid` the keys fetched a moment ago lack: fetch again once the cooldown has passed.
+        // A `kid` the keys fetched a moment ago lack: look again once the cooldown has passed
+        // (jose then fetches them, unless another fetch came meanwhile: at most one per cooldown).
         await sleep(o.clock, KEY_REFETCH_COOLDOWN_MS)
-        await remote.reload()
         return await remote(header, token)
       } finally {
         keepLastGood()
       }
     } catch (err) {
       if (isTokenFault(err)) throw err
-      if (lastGood !== undefined) return lastGood(header, token)
-      throw new KeysUnavailableError(`${o.jwks}: ${describe(err)}`)
+      failed(err)
+      return fromLastGood(header, token)
     }
   }
   return {

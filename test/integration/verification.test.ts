@@ -157,6 +157,33 @@ describe('tokens verification refuses: 400, no upstream call, never shared crede
   })
 })
 
+describe('a flood of forged tokens from one pod', () => {
+  it('costs a signature check only within its miss budget (burst 20), then 429 before verifying', async () => {
+    const h = await harness({})
+    const forger = await TokenIssuer.fromPrivateJwk({
+      ...(await TokenIssuer.generate()).exportPrivateJwk(),
+      kid: h.issuer.kid,
+    })
+    const statuses: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const token = await forger.mint({ namespace: 'default', serviceAccount: 'app' })
+      statuses.push((await get(h, token)).status)
+    }
+    expect(statuses.filter((s) => s === 400).length).toBeGreaterThanOrEqual(20)
+    expect(statuses.slice(-5)).toEqual([429, 429, 429, 429, 429])
+    const verified = await metric(h, 'pod_identity_local_validation_total{result="bad_signature"}')
+    expect(verified).toBe(statuses.filter((s) => s === 400).length)
+    expect(await metric(h, 'pod_identity_requests_limited_total{reason="miss_rate"}')).toBe(
+      statuses.filter((s) => s === 429).length,
+    )
+    expect(h.mock.stats.requests).toBe(0)
+    // another pod (its own address) is not affected
+    const file = await h.tokenFile(await h.mint({ podName: 'neighbour' }))
+    const other = await asPod(podAddress(7), () => h.sdkFetch(file))
+    expect(other.accessKeyId).toMatch(/^ASIA/)
+  })
+})
+
 describe('token rotation (per-pod, the default)', () => {
   it("a rotated token keeps the pod's credentials with no upstream call, even with EKS Auth down", async () => {
     const h = await harness({})
@@ -204,11 +231,18 @@ describe('the key set', () => {
     expect((await get(h, forged)).status).toBe(400)
     expect(h.mock.stats.requests).toBe(4)
 
+    // once the key set answers again (fetched in the background), tokens are verified and shared
     h.jwks!.setFailing(false)
+    let n = 0
+    await until(async () => {
+      await get(h, await h.mint({ podName: `retry-${n++}` }))
+      return (await metric(h, 'pod_identity_local_validation_total{result="accepted"}')) > 0
+    }, 'tokens verified again')
     const c = await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'c' })))
+    const calls = h.mock.stats.requests
     const d = await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'd' })))
     expect(d.accessKeyId).toBe(c.accessKeyId) // verified again: shared
-    expect(h.mock.stats.requests).toBe(5)
+    expect(h.mock.stats.requests).toBe(calls)
     expect(h.logs.filter((l) => l.includes('"event":"token_verification_available"'))).toHaveLength(
       1,
     )

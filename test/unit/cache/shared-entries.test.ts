@@ -126,6 +126,21 @@ describe('per-pod entries', () => {
   })
 })
 
+/** Pods x and y share an entry x fetched; a hit past its renewal time has started the renewal. */
+async function renewingShared(): Promise<{ s: S; x: CheckedToken; y: CheckedToken }> {
+  const s = setup('per-association')
+  const x = s.token('x')
+  const y = s.token('y')
+  const p = s.cache.resolve(await s.scope(x))
+  s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
+  await p
+  await served(s, y)
+  s.clock.advance(3.1 * H)
+  s.cache.lookup(y.token, s.clock.now())
+  expect(s.source.count).toBe(2)
+  return { s, x, y }
+}
+
 describe('per-association entries', () => {
   it('pods arriving while the first call is in flight join it; later pods are served from it', async () => {
     const s = setup('per-association')
@@ -143,15 +158,7 @@ describe('per-association entries', () => {
   })
 
   it('a renewal naming another role replaces the entry for every pod that shares it', async () => {
-    const s = setup('per-association')
-    const x = s.token('x')
-    const y = s.token('y')
-    const p = s.cache.resolve(await s.scope(x))
-    s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
-    await p
-    await served(s, y)
-    s.clock.advance(3.1 * H)
-    s.cache.lookup(x.token, s.clock.now()) // starts the renewal
+    const { s, x, y } = await renewingShared()
     const moved = podCredentials(2, s.clock.now() + 6 * H)
     moved.credentials.assumedRoleArn = 'arn:aws:sts::111122223333:assumed-role/NewRole/eks-x'
     moved.association.id = 'a-new0002'
@@ -165,15 +172,7 @@ describe('per-association entries', () => {
   })
 
   it("a renewal's final refusal drops the entry for every pod; the next pod fetches anew", async () => {
-    const s = setup('per-association')
-    const x = s.token('x')
-    const y = s.token('y')
-    const p = s.cache.resolve(await s.scope(x))
-    s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
-    await p
-    await served(s, y)
-    s.clock.advance(3.1 * H)
-    s.cache.lookup(y.token, s.clock.now())
+    const { s, x, y } = await renewingShared()
     s.source.last().reject(
       new UpstreamError({
         statusCode: 400,
