@@ -1,19 +1,34 @@
 # syntax=docker/dockerfile:1
-# Minimal production image: build with the full toolchain, ship dist/ and production deps only.
-# Runs on a current Node LTS (the AWS SDK for JavaScript needs Node >= 22 from 2027).
+# The agent's image: built with the full toolchain, shipped with dist/ and the production
+# dependencies only, without npm, and running as a non-root user by default. The DaemonSet runs the
+# agent as root with NET_BIND_SERVICE alone, for port 80 (manifests/base/daemonset.yaml says why).
+# The base is a current Node LTS pinned by exact version (CI runs the test suite on it:
+# .ci/run reads the version from the FROM lines below; keep both the same).
+# test/integration/image-stages.test.ts repeats these stages outside Docker and gets credentials
+# through the result.
 
-FROM node:24.21.0-bookworm-slim AS build
+FROM node:26.12.1-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 RUN npm ci --no-audit --no-fund
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:24.21.0-bookworm-slim
-# iproute2: `initialize` creates the pod-id-link0 link with `ip`.
+FROM node:26.12.1-bookworm-slim
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/pod-identity-agent/pod-identity-agent
+LABEL org.opencontainers.image.title="pod-identity-agent" \
+      org.opencontainers.image.description="Node-local AWS credential agent for Kubernetes pods (EKS Pod Identity)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# iproute2: `initialize` creates the pod-id-link0 link with `ip`. npm, npx and corepack go: the
+# agent never runs them, and each is code an attacker could use.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-*
 WORKDIR /app
 # How the image runs the agent, all of it configuration (the benchmarks run the agent the same
 # way, and bench/README.md, "What the image's flags buy", has what each one buys and costs):
@@ -31,5 +46,7 @@ COPY package.json ./
 COPY image ./image
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The official image's `node` user (uid 1000): non-root unless the DaemonSet says otherwise.
+USER 1000:1000
 ENTRYPOINT ["node", "--import=/app/image/keep-tick-object.mjs", "--import=undici", "--no-maglev", "--max-semi-space-size=4", "/app/dist/main.js"]
 CMD ["server", "--help"]

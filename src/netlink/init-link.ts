@@ -54,9 +54,13 @@ function explain(step: string, r: IpResult): InitError {
   return new InitError(`${step}: ${why}`)
 }
 
-/** Create/refresh the link. Returns notes about optional steps that failed (IPv6). */
+/**
+ * Create/refresh the link. Returns notes about optional steps that failed (IPv6). `ipv4Only`
+ * leaves IPv6 out (nodes without it, or with it disabled: nothing to note).
+ */
 export async function initLink(
   ip: IpRunner = runIp,
+  opts: { ipv4Only?: boolean } = {},
 ): Promise<{ created: boolean; notes: string[] }> {
   const notes: string[] = []
   const show = await ip(['link', 'show', 'dev', LINK_NAME])
@@ -69,11 +73,13 @@ export async function initLink(
   }
   const v4 = await ip(['addr', 'replace', IPV4_ADDRESS, 'dev', LINK_NAME])
   if (v4.code !== 0) throw explain(`adding ${IPV4_ADDRESS} to ${LINK_NAME}`, v4)
-  const v6 = await ip(['-6', 'addr', 'replace', IPV6_ADDRESS, 'dev', LINK_NAME, 'nodad'])
-  if (v6.code !== 0)
-    notes.push(
-      `IPv6 address ${IPV6_ADDRESS} not added: ${firstLine(v6.stderr) || `exit code ${v6.code}`}`,
-    )
+  if (opts.ipv4Only !== true) {
+    const v6 = await ip(['-6', 'addr', 'replace', IPV6_ADDRESS, 'dev', LINK_NAME, 'nodad'])
+    if (v6.code !== 0)
+      notes.push(
+        `IPv6 address ${IPV6_ADDRESS} not added: ${firstLine(v6.stderr) || `exit code ${v6.code}`}`,
+      )
+  }
   const up = await ip(['link', 'set', 'dev', LINK_NAME, 'up'])
   if (up.code !== 0) throw explain(`bringing ${LINK_NAME} up`, up)
   return { created, notes }

@@ -93,9 +93,16 @@ export interface Running {
   exited: Promise<Done>
 }
 
-/** Start a long-running CLI command and follow its JSON log lines on stdout. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv): Running {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+/**
+ * Start a long-running CLI command and follow its JSON log lines on stdout. `entry`: another
+ * node binary and what it runs before `args` (default: this node and dist/main.js).
+ */
+export function startCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  entry: { node: string; argv: string[] } = { node: process.execPath, argv: [MAIN] },
+): Running {
+  const child = spawn(entry.node, [...entry.argv, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -105,7 +105,7 @@ describe('a job burst: pods of one service account starting at once', () => {
 
 describe('tokens verification refuses: 400, no upstream call, never shared credentials', () => {
   it('another key, issuer, audience; no pod claim; another service account gets its own', async () => {
-    const h = await harness({ shareCredentials: 'per-association' })
+    const h = await harness({ shareCredentials: 'per-association', clientMissRate: 0 })
     const good = await get(h, await h.mint({ podName: 'a' }))
     expect(good.status).toBe(200)
     const shared = JSON.parse(good.body) as { AccessKeyId: string }
@@ -210,7 +210,7 @@ describe('token rotation (per-pod, the default)', () => {
 
 describe('the key set', () => {
   it('unreachable: tokens are served per token, judged upstream, never shared; said once; verified again once it answers', async () => {
-    const h = await harness({ shareCredentials: 'per-association' })
+    const h = await harness({ shareCredentials: 'per-association', clientMissRate: 0 })
     h.jwks!.setFailing(true)
     const podUid = '6a1d8f7e-0000-4000-8000-000000000002'
     const a1 = await h.sdkFetch(await h.tokenFile(await h.mint({ podName: 'a', podUid })))

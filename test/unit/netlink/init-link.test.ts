@@ -32,6 +32,14 @@ describe('initLink', () => {
     ])
   })
 
+  it('--ipv4-only leaves IPv6 out, with nothing to note', async () => {
+    const { ip, calls } = fakeIp((a) =>
+      a[0] === '-6' ? { code: 2, stdout: '', stderr: 'RTNETLINK answers: Permission denied' } : ok,
+    )
+    expect(await initLink(ip, { ipv4Only: true })).toEqual({ created: false, notes: [] })
+    expect(calls.some((c) => c.startsWith('-6'))).toBe(false)
+  })
+
   it('is idempotent: an existing link is reused', async () => {
     const { ip, calls } = fakeIp(() => ok)
     expect(await initLink(ip)).toEqual({ created: false, notes: [] })
