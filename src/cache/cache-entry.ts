@@ -25,6 +25,8 @@ export interface CacheEntry {
   /** Whom the credentials were issued for, and the role (the assumed-role ARN). */
   readonly association: AssociationInfo
   readonly assumedRoleArn: string
+  /** Which upstream issued the credentials (the audit line's `source`). */
+  readonly issuedBy: string | undefined
 }
 
 /** The token that fetched an entry: its short digest, and the pod it names. */
@@ -80,6 +82,7 @@ export function buildEntry(
       serviceAccount: association.serviceAccount ?? request.claims.serviceAccount,
     },
     assumedRoleArn: credentials.assumedRoleArn,
+    issuedBy: answer.issuedBy,
   }
 }
 
@@ -101,6 +104,15 @@ export function reuseReason(
   return scope === 'pod' || (podUid !== undefined && fetcher.podUid === podUid)
     ? 'rotation'
     : 'shared'
+}
+
+/**
+ * The role ARN of an assumed-role session ARN (`arn:P:sts::ACCOUNT:assumed-role/ROLE/SESSION` ->
+ * `arn:P:iam::ACCOUNT:role/ROLE`; a role's path is not in a session ARN). Other text as it is.
+ */
+export function roleArnOf(assumedRoleArn: string): string {
+  const m = /^arn:([^:]+):sts::(\d+):assumed-role\/([^/]+)\//.exec(assumedRoleArn)
+  return m === null ? assumedRoleArn : `arn:${m[1]}:iam::${m[2]}:role/${m[3]}`
 }
 
 /** The role of an assumed-role ARN (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`). */

@@ -7,7 +7,7 @@ import { CallDroppedError } from '../errors.js'
 import type { Logger } from '../util/logger.js'
 import { tokenDigest } from '../util/logger.js'
 import type { CacheEntry, Fetcher } from './cache-entry.js'
-import { roleOf } from './cache-entry.js'
+import { roleArnOf, roleOf } from './cache-entry.js'
 import type { ScopedRequest } from './entry-scope.js'
 import type { ReuseReason } from './key-map.js'
 
@@ -32,6 +32,8 @@ export class CacheEvents {
         serviceAccount: entry.association.serviceAccount,
         pod: entry.fetchedBy.pod,
         associationId: entry.association.id,
+        roleArn: roleArnOf(entry.assumedRoleArn),
+        source: entry.issuedBy,
         expiration: new Date(entry.expirationMs).toISOString(),
         durationMs,
       },

@@ -119,6 +119,7 @@ export class CredentialCache {
         this.#metrics.cacheEntries.set(this.size)
       })
     }
+    this.#metrics.cacheTokensMax.set(this.#keys === undefined ? 0 : opts.maxEntries)
   }
 
   /** Credential entries currently held. */
@@ -235,7 +236,9 @@ export class CredentialCache {
     if (this.#keys === undefined || slot.entry === undefined) {
       return newBinding(request, slot, reuse, digest)
     }
-    return this.#keys.bind(request, slot, reuse, digest)
+    const binding = this.#keys.bind(request, slot, reuse, digest)
+    this.#metrics.cacheTokens.set(this.#keys.tokens)
+    return binding
   }
 
   /** A new token answered without a call of its own: counted, and logged at debug. */

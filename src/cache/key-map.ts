@@ -61,6 +61,11 @@ export class KeyMap {
     return this.#slots.size
   }
 
+  /** Tokens held (each bound to a slot). */
+  get tokens(): number {
+    return this.#bindings.size
+  }
+
   /** The hot path: the binding of exactly this token (a Map lookup by a number, one compare). */
   binding(token: string): TokenBinding | undefined {
     const b = this.#bindings.get(cacheKey(token))

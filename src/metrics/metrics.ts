@@ -19,6 +19,9 @@ export interface AgentMetrics {
   cacheState: Counter<'state'>
   cacheErrors: Counter<'type' | 'code'>
   cacheEntries: Gauge
+  cacheTokens: Gauge
+  cacheTokensMax: Gauge
+  ready: Gauge
   upstreamRequests: Counter<'api' | 'outcome'>
   upstreamDuration: Histogram<'api' | 'outcome'>
   upstreamQueueLength: Gauge<'api'>
@@ -173,6 +176,18 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     'Changed associations files refused (unreadable or invalid); the previous one stays',
   )
   const cacheEntries = gauge('pod_identity_cache_entries', 'Credential sets currently cached')
+  const cacheTokens = gauge(
+    'pod_identity_cache_tokens',
+    'Tokens the cache holds (each bound to a credential set); at most pod_identity_cache_tokens_max',
+  )
+  const cacheTokensMax = gauge(
+    'pod_identity_cache_tokens_max',
+    'The most tokens the cache holds (--max-cache-size); the least recently used go first',
+  )
+  const ready = gauge(
+    'pod_identity_ready',
+    'Whether the last readiness check (/readyz) found every credential listener answering: 1 or 0',
+  )
   const localValidation = counter(
     'pod_identity_local_validation_total',
     'Tokens verified on the node (--token-jwks), by result: accepted, a refusal (bad_signature, unknown_key, wrong_issuer, wrong_audience, not_pod_bound, invalid_claims), or keys_unavailable (served unverified, per token)',
@@ -220,6 +235,9 @@ export function createMetrics(opts: CreateMetricsOptions): AgentMetrics {
     cacheState,
     cacheErrors,
     cacheEntries,
+    cacheTokens,
+    cacheTokensMax,
+    ready,
     upstreamRequests,
     upstreamDuration,
     upstreamQueueLength,

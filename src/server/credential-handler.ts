@@ -100,7 +100,7 @@ export function createCredentialHandler(o: CredentialHandlerOptions): RequestHan
   ): void {
     const b = cache.binding(token)
     if (b === undefined) return // caching is off
-    b.traceTail ??= `,"tokenDigest":${JSON.stringify(b.digest)},"namespace":${JSON.stringify(entry.association.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.association.serviceAccount ?? null)},"entry":"${b.slot.scope}","msg":"served credentials"}\n`
+    b.traceTail ??= `,"tokenDigest":${JSON.stringify(b.digest)},"namespace":${JSON.stringify(entry.association.namespace ?? null)},"serviceAccount":${JSON.stringify(entry.association.serviceAccount ?? null)},"pod":${JSON.stringify(b.claims.podName ?? null)},"entry":"${b.slot.scope}","msg":"served credentials"}\n`
     writeLine(
       `{"level":"trace","time":"${isoTime(nowMs)}","event":"served","cache":"${kind}"${b.traceTail}`,
     )

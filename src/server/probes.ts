@@ -18,6 +18,8 @@ export interface ProbeOptions {
   shuttingDown: () => boolean
   registry?: Registry
   timeoutMs?: number
+  /** Told the outcome of every readiness check (pod_identity_ready). */
+  onReadiness?: (ready: boolean) => void
 }
 
 function text(res: ServerResponse, status: number, body: string, head: boolean): void {
@@ -77,12 +79,14 @@ export function createProbeHandler(
         return
       case '/readyz': {
         if (o.shuttingDown()) {
+          o.onReadiness?.(false)
           text(res, 503, 'shutting down\n', head)
           return
         }
         Promise.all(o.targets().map((t) => selfCheck(t, o.selfCheckNonce, timeoutMs))).then(
           (errs) => {
             const bad = errs.filter((e): e is string => e !== undefined)
+            o.onReadiness?.(bad.length === 0)
             if (bad.length === 0) text(res, 200, 'ok\n', head)
             else text(res, 503, `not ready: ${bad.join('; ')}\n`, head)
           },

@@ -102,6 +102,7 @@ export async function startServers(o: ServersOptions): Promise<AgentServers> {
     targets: () => listeners.map(addressOf),
     selfCheckNonce,
     shuttingDown: () => lifecycle.draining,
+    onReadiness: (ready: boolean) => metrics.ready.set(ready ? 1 : 0),
   }
   const others: BoundServer[] = []
   try {

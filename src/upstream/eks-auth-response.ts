@@ -241,5 +241,6 @@ export function parseSuccessBody(body: Uint8Array | string): SourceAnswer {
       namespace: optionalString(parsed.subject, 'namespace'),
       serviceAccount: optionalString(parsed.subject, 'serviceAccount'),
     },
+    issuedBy: 'eks-auth',
   }
 }

@@ -57,6 +57,7 @@ export function parseStsAnswer(out: {
       expirationMs,
       assumedRoleArn: arn,
     },
+    issuedBy: 'sts',
   }
 }
 

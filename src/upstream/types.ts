@@ -30,6 +30,8 @@ export interface AssociationInfo {
 export interface SourceAnswer {
   credentials: IssuedCredentials
   association: AssociationInfo
+  /** Which upstream issued them, for the audit line (credentials_fetched). */
+  issuedBy?: 'eks-auth' | 'sts' | undefined
 }
 
 export interface FetchOptions {

@@ -6,6 +6,8 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor'
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule'
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import type { IDaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
@@ -29,7 +31,16 @@ const VARIANTS = [
   'manifests/overlays/ipv4-only',
   'manifests/overlays/hybrid',
   'manifests/overlays/any-cluster',
+  'manifests/overlays/monitoring',
 ]
+
+/** The schema of each kind the manifests hold. */
+const MODELS: Record<string, new (o: never) => { validate(): void }> = {
+  DaemonSet,
+  ConfigMap,
+  PodMonitor,
+  PrometheusRule,
+}
 
 interface K8sObject {
   kind: string
@@ -83,10 +94,9 @@ describe.skipIf(KUSTOMIZE === undefined).each(VARIANTS)('%s', (variant) => {
 
   it('every object validates against the Kubernetes OpenAPI schema', () => {
     for (const o of objects) {
-      const Model =
-        o.kind === 'DaemonSet' ? DaemonSet : o.kind === 'ConfigMap' ? ConfigMap : undefined
+      const Model = MODELS[o.kind]
       expect(Model, `a model for ${o.kind}`).toBeDefined()
-      expect(() => new (Model as typeof ConfigMap)(o as never).validate()).not.toThrow()
+      expect(() => new (Model as (typeof MODELS)[string])(o as never).validate()).not.toThrow()
       expect(o.metadata.namespace).toBe('kube-system')
     }
   })

@@ -318,6 +318,7 @@ describe('EksAuthClient request and SigV4', () => {
         assumedRoleArn: 'arn:aws:sts::111122223333:assumed-role/MyRole/eks-my-cluster-my-pod-uuid',
       },
       association: { id: 'a-abc', namespace: 'default', serviceAccount: 'my-sa' },
+      issuedBy: 'eks-auth',
     })
   })
 
