@@ -33,7 +33,7 @@ export interface CredentialCacheOptions {
   clock: Clock
   metrics: AgentMetrics
   logger: Logger
-  /** LRU bound; 0 disables caching (every request calls the upstream; concurrent ones share a call). */
+  /** The most tokens held (LRU; each bound to an entry); 0 disables caching (every request calls the upstream; concurrent ones share a call). */
   maxEntries: number
   /** Renew at most this long after fetching (--max-credential-retention-before-renewal); 0 disables caching. */
   maxRetentionMs: number

@@ -86,7 +86,7 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     type: 'string',
     value: 'N',
     dflt: '2000',
-    help: 'most cached credential sets (LRU); 0 disables caching',
+    help: 'most cached tokens, each bound to its credentials (LRU; with shared credentials several tokens share one set); 0 disables caching',
   },
   {
     name: 'max-credential-retention-before-renewal',

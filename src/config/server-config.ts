@@ -45,7 +45,7 @@ export interface ServerConfig {
   endpoint: string | undefined
   /** Region used to sign and to resolve the EKS Auth endpoint (AWS_REGION / AWS_DEFAULT_REGION). */
   region: string
-  /** LRU bound of the credential cache; 0 disables caching. Default 2000. */
+  /** The most tokens the credential cache holds (LRU); 0 disables caching. Default 2000. */
   maxCacheSize: number
   /** Cached credentials are renewed at most this long after they were fetched; 0 disables caching. Default 3 h. */
   maxCredentialRetentionMs: number
