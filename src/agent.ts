@@ -172,6 +172,7 @@ async function openKeys(
   const jwks = config.tokenJwks
   return openIssuerKeys({
     jwks,
+    serviceAccountDir: config.tokenJwksServiceAccountDir,
     clock,
     onFileRejected: (reason) =>
       logger.warn(

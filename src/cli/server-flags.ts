@@ -147,9 +147,9 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     name: 'token-jwks',
     key: 'tokenJwks',
     type: 'string',
-    value: 'URL|FILE',
+    value: 'URL|kubernetes|FILE',
     dflt: 'none: tokens are not verified on the node',
-    help: "the service-account issuer's key set (JWKS) that verifies tokens on the node: the EKS cluster's OIDC issuer's, the API server's /openid/v1/jwks, or a file (re-read when it changes); needs --token-issuer",
+    help: "the service-account issuer's key set (JWKS) that verifies tokens on the node: a URL (the EKS cluster's OIDC issuer's), kubernetes (the API server's /openid/v1/jwks, read as the agent's own service account with the cluster's CA), or a file (re-read when it changes); needs --token-issuer",
   },
   {
     name: 'token-issuer',

@@ -2,6 +2,7 @@
 // start-up. Every problem is reported as one line naming the flag, the value and what is allowed.
 
 import { isIP } from 'node:net'
+import { API_SERVER_KEYS, SERVICE_ACCOUNT_DIR, apiServerJwksUrl } from '../token/api-server-keys.js'
 import type { LogLevel } from '../util/logger.js'
 import { formatDurationMs, parseDurationMs } from './duration.js'
 import {
@@ -76,6 +77,11 @@ export interface ServerConfig {
    * tokens are not verified on the node (each token is its own cache entry, judged upstream).
    */
   tokenJwks: string | undefined
+  /**
+   * Set with --token-jwks kubernetes (tokenJwks is then the API server's key-set URL): the
+   * directory of the agent's own service-account token and the cluster's CA, used to read it.
+   */
+  tokenJwksServiceAccountDir?: string | undefined
   /** The expected `iss` of verified tokens; set exactly when tokenJwks is. */
   tokenIssuer: string | undefined
   /** The audience verified tokens must carry. Default pods.eks.amazonaws.com. */
@@ -245,7 +251,7 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
     }
     return ms / 1000
   })
-  const verification = parseVerification(raw)
+  const verification = parseVerification(raw, env)
   const bindHosts = parseBindHosts(raw.bindHosts ?? [...DEFAULT_BIND_HOSTS])
   const port = valueOr(raw.port, 80, (v) => parsePort('--port', v))
   const probePort = valueOr(raw.probePort, 2703, (v) => parsePort('--probe-port', v))
@@ -323,14 +329,18 @@ export function buildServerConfig(raw: RawServerOptions, env: NodeJS.ProcessEnv)
 
 type VerificationConfig = Pick<
   ServerConfig,
-  'tokenJwks' | 'tokenIssuer' | 'tokenAudience' | 'shareCredentials'
+  'tokenJwks' | 'tokenJwksServiceAccountDir' | 'tokenIssuer' | 'tokenAudience' | 'shareCredentials'
 >
 
 /** --token-jwks, --token-issuer, --token-audience and --share-credentials, checked together. */
-function parseVerification(raw: RawServerOptions): VerificationConfig {
-  const tokenJwks = raw.tokenJwks?.trim() || undefined
+function parseVerification(raw: RawServerOptions, env: NodeJS.ProcessEnv): VerificationConfig {
+  let tokenJwks = raw.tokenJwks?.trim() || undefined
+  let tokenJwksServiceAccountDir: string | undefined
   const tokenIssuer = raw.tokenIssuer?.trim() || undefined
-  if (tokenJwks !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(tokenJwks)) {
+  if (tokenJwks === API_SERVER_KEYS) {
+    tokenJwks = apiServerJwksUrl(env)
+    tokenJwksServiceAccountDir = SERVICE_ACCOUNT_DIR
+  } else if (tokenJwks !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(tokenJwks)) {
     validateEndpointUrl(tokenJwks, '--token-jwks')
   }
   if (tokenJwks !== undefined && tokenIssuer === undefined) {
@@ -359,7 +369,7 @@ function parseVerification(raw: RawServerOptions): VerificationConfig {
       '--share-credentials per-association needs --token-jwks and --token-issuer: credentials are shared only between tokens verified on the node',
     )
   }
-  return { tokenJwks, tokenIssuer, tokenAudience, shareCredentials }
+  return { tokenJwks, tokenJwksServiceAccountDir, tokenIssuer, tokenAudience, shareCredentials }
 }
 
 /** One line describing the effective configuration (for the start-up log). */
@@ -385,7 +395,14 @@ export function describeConfig(c: ServerConfig): Record<string, unknown> {
     tokenVerification:
       c.tokenJwks === undefined
         ? 'off'
-        : { jwks: c.tokenJwks, issuer: c.tokenIssuer, audience: c.tokenAudience },
+        : {
+            jwks: c.tokenJwks,
+            ...(c.tokenJwksServiceAccountDir !== undefined
+              ? { jwksReadAs: "the agent's service account" }
+              : {}),
+            issuer: c.tokenIssuer,
+            audience: c.tokenAudience,
+          },
     shareCredentials: c.tokenJwks === undefined ? 'per-token' : c.shareCredentials,
     ...(c.credentialSource !== 'eks-auth'
       ? {

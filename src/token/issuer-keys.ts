@@ -1,15 +1,18 @@
 // The service-account issuer's public keys, pinned by configuration (--token-jwks), never taken
 // from a token. A URL is fetched with jose's remote key set (cached for 10 minutes, refetched on an
 // unknown `kid` after a cooldown) through undici, so the proxy variables apply; a file is re-read
-// when it changes. Keys that cannot be loaded make the resolver throw KeysUnavailableError: the
-// caller then serves the token unverified, per token, as without --token-jwks.
+// when it changes (key-file.ts); the API server's own key set is read as the agent's service account
+// (api-server-keys.ts). Keys that cannot be loaded make the resolver throw KeysUnavailableError:
+// the caller then serves the token unverified, per token, as without --token-jwks.
 
-import { readFile } from 'node:fs/promises'
 import type { Dispatcher } from 'undici'
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors } from 'jose'
-import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose'
-import { ConfigError } from '../config/values.js'
-import type { Clock, TimerHandle } from '../util/clock.js'
+import type { JWTVerifyGetKey } from 'jose'
+import type { Clock } from '../util/clock.js'
+import { sleepOn } from '../util/clock.js'
+import type { ApiServerAccess } from './api-server-keys.js'
+import { apiServerAccess } from './api-server-keys.js'
+import { fileKeys } from './key-file.js'
 
 /** The keys could not be loaded (unreachable, timed out, not a key set): not the token's fault. */
 export class KeysUnavailableError extends Error {}
@@ -22,8 +25,6 @@ const KEYS_MAX_AGE_MS = 600_000
 const FETCH_TIMEOUT_MS = 1000
 /** After a failed fetch, how long new tokens do not wait for the key set (fetched in the background), ms. */
 const RETRY_AFTER_FAILURE_MS = 5000
-/** How often a key file is looked at for a change, ms. */
-const FILE_CHECK_MS = 5000
 
 export interface IssuerKeys {
   /** jose's key resolver for jwtVerify. Throws KeysUnavailableError, or jose's JWKSNoMatchingKey. */
@@ -36,6 +37,8 @@ export interface IssuerKeys {
 export interface IssuerKeysOptions {
   /** An http(s) URL or a file path. */
   jwks: string
+  /** Read the URL as this service account (its token and the cluster's CA): the API server's keys. */
+  serviceAccountDir?: string | undefined
   clock: Clock
   /** Told when a key file is not a usable key set (the keys as loaded before stay). */
   onFileRejected?: (reason: string) => void
@@ -43,22 +46,39 @@ export interface IssuerKeysOptions {
 
 /** Keys from a URL or a file. Throws ConfigError when a file cannot be read at start-up. */
 export async function openIssuerKeys(o: IssuerKeysOptions): Promise<IssuerKeys> {
-  return /^https?:\/\//i.test(o.jwks) ? remoteKeys(o) : fileKeys(o)
+  if (!/^https?:\/\//i.test(o.jwks)) return fileKeys(o, KEY_REFETCH_COOLDOWN_MS)
+  const access =
+    o.serviceAccountDir !== undefined ? await apiServerAccess(o.serviceAccountDir) : undefined
+  return remoteKeys(o, access)
 }
 
-async function remoteKeys(o: IssuerKeysOptions): Promise<IssuerKeys> {
+async function remoteKeys(o: IssuerKeysOptions, access?: ApiServerAccess): Promise<IssuerKeys> {
   const undici = await import('undici')
-  const dispatcher: Dispatcher = new undici.EnvHttpProxyAgent({ connections: 4 })
+  // The API server is reached directly, trusting only the cluster's CA (a proxy outside the
+  // cluster cannot reach its service address); other key sets honour the proxy variables.
+  const dispatcher: Dispatcher =
+    access !== undefined
+      ? new undici.Agent({ connections: 4, connect: { ca: access.ca } })
+      : new undici.EnvHttpProxyAgent({ connections: 4 })
   /** Fetches started, so that the keys are copied once per fetch (below). */
   let fetches = 0
   const remote = createRemoteJWKSet(new URL(o.jwks), {
     timeoutDuration: FETCH_TIMEOUT_MS,
     cooldownDuration: KEY_REFETCH_COOLDOWN_MS,
     cacheMaxAge: KEYS_MAX_AGE_MS,
-    [customFetch]: (url, init) => {
+    [customFetch]: async (url, init) => {
       fetches++
-      const options = { ...init, dispatcher } as unknown as Parameters<typeof undici.fetch>[1]
-      return undici.fetch(url, options) as unknown as Promise<Response>
+      const headers = new Headers(init.headers)
+      if (access !== undefined) headers.set('authorization', await access.authorization())
+      const options = { ...init, headers, dispatcher } as unknown as Parameters<
+        typeof undici.fetch
+      >[1]
+      const response = (await undici.fetch(url, options)) as unknown as Response
+      if (response.status !== 200) {
+        await response.body?.cancel()
+        throw new Error(`answered HTTP ${response.status}${statusHint(response.status, access)}`)
+      }
+      return response
     },
   })
   /** The last keys fetched, kept for when a later fetch fails (stale if error). */
@@ -114,7 +134,7 @@ async function remoteKeys(o: IssuerKeysOptions): Promise<IssuerKeys> {
         if (!(err instanceof joseErrors.JWKSNoMatchingKey) || !remote.coolingDown) throw err
         // A `kid` the keys fetched a moment ago lack: look again once the cooldown has passed
         // (jose then fetches them, unless another fetch came meanwhile: at most one per cooldown).
-        await sleep(o.clock, KEY_REFETCH_COOLDOWN_MS)
+        await sleepOn(o.clock, KEY_REFETCH_COOLDOWN_MS)
         return await remote(header, token)
       } finally {
         keepLastGood()
@@ -132,79 +152,6 @@ async function remoteKeys(o: IssuerKeysOptions): Promise<IssuerKeys> {
   }
 }
 
-async function fileKeys(o: IssuerKeysOptions): Promise<IssuerKeys> {
-  let text: string
-  try {
-    text = await readFile(o.jwks, 'utf8')
-  } catch (err) {
-    throw new ConfigError(`--token-jwks ${o.jwks}: cannot read the file: ${describe(err)}`)
-  }
-  let local: JWTVerifyGetKey
-  try {
-    local = createLocalJWKSet(parseKeySet(text))
-  } catch (err) {
-    throw new ConfigError(`--token-jwks ${o.jwks}: ${describe(err)}`)
-  }
-  let loaded = text
-  let rejected = ''
-  let lastCheckMs = o.clock.now()
-  let timer: TimerHandle | undefined
-  let checking: Promise<void> | undefined
-  const read = async (): Promise<void> => {
-    lastCheckMs = o.clock.now()
-    const next = await readFile(o.jwks, 'utf8').catch((err: unknown) => describe(err))
-    if (next === loaded || next === rejected) return
-    try {
-      local = createLocalJWKSet(parseKeySet(next))
-      loaded = next
-    } catch (err) {
-      rejected = next
-      o.onFileRejected?.(describe(err))
-    }
-  }
-  /** Look at the file (one look at a time, however many ask). */
-  const check = (): Promise<void> => (checking ??= read().finally(() => (checking = undefined)))
-  const schedule = (): void => {
-    timer = o.clock.setTimer(() => void check().finally(schedule), FILE_CHECK_MS)
-  }
-  schedule()
-  const resolve: JWTVerifyGetKey = async (header, token) => {
-    try {
-      return await local(header, token)
-    } catch (err) {
-      if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err
-      // Perhaps a key added to the file since the last look: look again, at most once per cooldown.
-      const wait = lastCheckMs + KEY_REFETCH_COOLDOWN_MS - o.clock.now()
-      if (wait > 0) await sleep(o.clock, wait)
-      await check()
-      return local(header, token)
-    }
-  }
-  return {
-    resolve,
-    warmUp: () => Promise.resolve(),
-    close: () => {
-      timer?.cancel()
-      return Promise.resolve()
-    },
-  }
-}
-
-/** A JWKS document: an object with a `keys` array (jose checks each key when it is used). */
-function parseKeySet(text: string): JSONWebKeySet {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    throw new Error('is not JSON; expected a JWKS document {"keys": [...]}')
-  }
-  const keys = (value as { keys?: unknown } | null)?.keys
-  if (!Array.isArray(keys) || keys.length === 0) {
-    throw new Error('is not a JWKS document; expected {"keys": [...]} with at least one key')
-  }
-  return value as JSONWebKeySet
-}
-
 /** jose's verdicts about the token itself, as opposed to failures to load the keys. */
 function isTokenFault(err: unknown): boolean {
   return (
@@ -215,13 +162,17 @@ function isTokenFault(err: unknown): boolean {
   )
 }
 
+/** What a refusal of the key-set fetch most likely means. */
+function statusHint(status: number, access: ApiServerAccess | undefined): string {
+  if (status !== 401 && status !== 403) return ''
+  return access !== undefined
+    ? ": the agent's service-account token was refused (is it bound to system:service-account-issuer-discovery?)"
+    : ": for the API server's own key set use --token-jwks kubernetes, which sends the agent's service-account token"
+}
+
 function describe(err: unknown): string {
   if (err instanceof joseErrors.JWKSTimeout) return `no answer within ${FETCH_TIMEOUT_MS} ms`
   const e = err as { message?: string; cause?: { code?: string; message?: string } } | undefined
   const cause = e?.cause?.code ?? e?.cause?.message
   return `${e?.message ?? String(err)}${cause !== undefined ? ` (${cause})` : ''}`
-}
-
-function sleep(clock: Clock, ms: number): Promise<void> {
-  return new Promise((resolve) => clock.setTimer(resolve, ms))
 }

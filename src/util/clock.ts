@@ -26,6 +26,11 @@ export const systemClock: Clock = {
   },
 }
 
+/** Resolves after `ms` milliseconds of this clock's time. */
+export function sleepOn(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimer(resolve, ms))
+}
+
 /** A clock that only moves when told to; timers fire in order as time is advanced. */
 export class ManualClock implements Clock {
   #now: number

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor'
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule'
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import type { IDaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import type { IContainer } from 'kubernetes-models/v1/Container'
@@ -18,6 +19,7 @@ import { parseInitArgs } from '../../src/cli/init-command.js'
 import { parseServerArgs } from '../../src/cli/server-flags.js'
 import { hasKubectl, kustomize } from '../helpers/kustomize.js'
 import { buildServerConfig } from '../../src/config/server-config.js'
+import { SERVICE_ACCOUNT_DIR } from '../../src/token/api-server-keys.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const KUSTOMIZE = await kustomize()
@@ -32,12 +34,14 @@ const VARIANTS = [
   'manifests/overlays/hybrid',
   'manifests/overlays/any-cluster',
   'manifests/overlays/monitoring',
+  'manifests/overlays/verify-tokens',
 ]
 
 /** The schema of each kind the manifests hold. */
 const MODELS: Record<string, new (o: never) => { validate(): void }> = {
   DaemonSet,
   ConfigMap,
+  ServiceAccount,
   PodMonitor,
   PrometheusRule,
 }
@@ -129,7 +133,8 @@ describe.skipIf(KUSTOMIZE === undefined).each(VARIANTS)('%s', (variant) => {
     expect(pod?.hostNetwork).toBe(true)
     expect(pod?.dnsPolicy).toBe('Default')
     expect(pod?.priorityClassName).toBe('system-node-critical')
-    expect(pod?.automountServiceAccountToken).toBe(false)
+    // the agent's own token only where it reads the API server's keys with it
+    expect(pod?.automountServiceAccountToken).toBe(variant.endsWith('verify-tokens'))
     expect(ds.spec?.updateStrategy).toEqual({
       type: 'RollingUpdate',
       rollingUpdate: { maxUnavailable: '10%' },
@@ -168,7 +173,8 @@ describe.skipIf(KUSTOMIZE === undefined).each(VARIANTS)('%s', (variant) => {
 
   it("the agent's args and env are accepted by its own parser; the args set nothing a user sets by env", () => {
     expect(agent.args).toEqual(['server'])
-    const env = envOf(objects, agent)
+    // and the service env vars the kubelet gives every pod
+    const env = { ...envOf(objects, agent), KUBERNETES_SERVICE_HOST: '10.100.0.1' }
     const parsed = parseServerArgs((agent.args ?? []).slice(1), env)
     if (parsed.help) throw new Error('--help')
     const config = buildServerConfig(parsed.raw, env)
@@ -186,6 +192,18 @@ describe.skipIf(KUSTOMIZE === undefined).each(VARIANTS)('%s', (variant) => {
       const volume = pod?.volumes?.find((v) => v.name === mount?.name)
       expect(volume?.hostPath).toEqual({ path: '/eks-hybrid/.aws', type: 'Directory' })
       expect(ds.metadata?.name).toBe('pod-identity-agent-hybrid')
+    }
+    if (variant.endsWith('verify-tokens')) {
+      expect(config).toMatchObject({
+        tokenJwks: 'https://10.100.0.1:443/openid/v1/jwks',
+        tokenJwksServiceAccountDir: SERVICE_ACCOUNT_DIR,
+        tokenIssuer: 'https://kubernetes.default.svc.cluster.local',
+        shareCredentials: 'per-pod',
+      })
+      const sa = objects.find((o) => o.kind === 'ServiceAccount')
+      expect(pod?.serviceAccountName).toBe(sa?.metadata.name)
+    } else {
+      expect(config.tokenJwks).toBeUndefined()
     }
     if (variant.endsWith('any-cluster')) {
       expect(config.credentialSource).toBe('sts')

@@ -124,6 +124,40 @@ describe('buildServerConfig token verification', () => {
   })
 })
 
+describe('buildServerConfig --token-jwks kubernetes', () => {
+  const issuer = { tokenJwks: 'kubernetes', tokenIssuer: 'https://kubernetes.default.svc' }
+
+  it("is the API server's key set, from the service env vars every pod gets, read as the agent's service account", () => {
+    const env = { ...ENV, KUBERNETES_SERVICE_HOST: '10.100.0.1', KUBERNETES_SERVICE_PORT: '443' }
+    const c = build(issuer, env)
+    expect(c).toMatchObject({
+      tokenJwks: 'https://10.100.0.1:443/openid/v1/jwks',
+      tokenJwksServiceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
+    })
+    expect(describeConfig(c)).toMatchObject({
+      tokenVerification: { jwksReadAs: "the agent's service account" },
+    })
+    // an IPv6 service address, and the port left out
+    expect(build(issuer, { ...ENV, KUBERNETES_SERVICE_HOST: 'fd00:10:96::1' }).tokenJwks).toBe(
+      'https://[fd00:10:96::1]:443/openid/v1/jwks',
+    )
+    // a URL is read as it is, without the agent's token
+    expect(
+      build({ ...issuer, tokenJwks: 'https://oidc.example/keys' }, env).tokenJwksServiceAccountDir,
+    ).toBeUndefined()
+  })
+
+  it('outside a pod, or with a broken port, says so in one line', () => {
+    expect(configError(issuer).message).toBe(
+      "--token-jwks kubernetes: KUBERNETES_SERVICE_HOST is not set, so the agent is not running in a pod; give the issuer's key-set URL or a file (kubectl get --raw /openid/v1/jwks)",
+    )
+    expect(
+      configError(issuer, { ...ENV, KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: 'https' })
+        .message,
+    ).toBe('--token-jwks kubernetes: KUBERNETES_SERVICE_PORT "https" is not a port')
+  })
+})
+
 describe('buildServerConfig credential sources', () => {
   it('sts needs an associations file, and no cluster name', () => {
     const c = build({
