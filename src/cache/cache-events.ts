@@ -4,6 +4,7 @@
 
 import type { AgentError } from '../errors.js'
 import { CallDroppedError } from '../errors.js'
+import type { CheckedToken } from '../token/validity.js'
 import type { Logger } from '../util/logger.js'
 import { tokenDigest } from '../util/logger.js'
 import type { CacheEntry, Fetcher } from './cache-entry.js'
@@ -61,6 +62,21 @@ export class CacheEvents {
     this.#log.info(
       { event: 'cache_evicted', entry: scoped.scope, tokenDigest: digest, code },
       'evicted credentials',
+    )
+  }
+
+  /** A renewal's token alone was refused: the entry stays, renewed with another bound token. */
+  renewerRefused(scoped: ScopedRequest, digest: string, code: string, next: CheckedToken): void {
+    this.#log.info(
+      {
+        event: 'renewal_token_refused',
+        entry: scoped.scope,
+        tokenDigest: digest,
+        pod: scoped.request.claims.podName,
+        code,
+        next: { pod: next.claims.podName, tokenDigest: tokenDigest(next.token) },
+      },
+      "the token renewals sent was refused: the credentials stay, and are renewed with another pod's token",
     )
   }
 

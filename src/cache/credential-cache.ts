@@ -13,7 +13,7 @@ import { isIrrecoverable, toAgentError } from '../errors.js'
 import type { AgentMetrics } from '../metrics/metrics.js'
 import { isTokenUsable } from '../token/validity.js'
 import { CallTicket, holdWhileQueued } from '../upstream/call-ticket.js'
-import { boundedCode } from '../upstream/error-codes.js'
+import { boundedCode, refusesOnlyTheToken } from '../upstream/error-codes.js'
 import type { CredentialSource, SourceAnswer } from '../upstream/types.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
@@ -307,9 +307,20 @@ export class CredentialCache {
   ): Error {
     const e = toAgentError(err)
     if (isIrrecoverable(e)) {
-      this.#refusals.remember(scoped.request.token, e, this.#clock.now())
+      const now = this.#clock.now()
+      this.#refusals.remember(scoped.request.token, e, now)
       const slot = this.#keys?.slot(scoped.key)
-      if (slot !== undefined && this.#keys?.drop(slot) === true) {
+      if (
+        slot?.entry !== undefined &&
+        reason === 'refresh' &&
+        refusesOnlyTheToken(e.code) &&
+        this.#keys?.renewWithAnother(slot, scoped.request.token, now) === true
+      ) {
+        // A token of a deleted pod, say: the credentials stay, renewed at the next hit with
+        // another token of the entry (the pods still asking keep theirs coming).
+        slot.entry.refreshAtMs = now
+        this.#events.renewerRefused(scoped, digest, e.code, slot.renewWith)
+      } else if (slot !== undefined && this.#keys?.drop(slot) === true) {
         this.#events.evicted(scoped, digest, e.code)
       }
     }

@@ -7,6 +7,7 @@
 import { LRUCache } from 'lru-cache'
 import type { TokenClaims } from '../token/parse-token.js'
 import type { CheckedToken } from '../token/validity.js'
+import { isTokenUsable } from '../token/validity.js'
 import { cacheKey } from './cache-key.js'
 import type { CacheEntry } from './cache-entry.js'
 
@@ -103,6 +104,26 @@ export class KeyMap {
     keepNewest(slot, request)
     this.#bindings.set(cacheKey(request.token), b)
     return b
+  }
+
+  /**
+   * The token a slot renews with was refused for itself alone (its pod deleted): unbind it, and
+   * renew with the bound token that stays valid longest. False when no other usable token is bound
+   * (the caller then drops the slot). A scan of the tokens, on this rare path only.
+   */
+  renewWithAnother(slot: Slot, refused: string, nowMs: number): boolean {
+    if (this.#slots.get(slot.key) !== slot) return false
+    let next: TokenBinding | undefined
+    for (const other of this.#bindings.values()) {
+      if (other.slot !== slot || other.token === refused || !isTokenUsable(other.claims, nowMs)) {
+        continue
+      }
+      if (next === undefined || other.claims.expMs > next.claims.expMs) next = other
+    }
+    if (next === undefined) return false
+    slot.renewWith = { token: next.token, claims: next.claims }
+    if (this.binding(refused)?.slot === slot) this.#bindings.delete(cacheKey(refused))
+    return true
   }
 
   /** Let a slot go now (an upstream's final refusal): its tokens miss from now on. */

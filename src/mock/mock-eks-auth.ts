@@ -84,6 +84,8 @@ export class MockEksAuth extends MockUpstream {
   readonly #tokens: TokenVerifier
   readonly #sigv4: SigV4Checker
   #associations = new Map<string, IndexedAssociation>()
+  /** UIDs of pods deleted since their tokens were issued: the API server no longer accepts them. */
+  readonly #deletedPods = new Set<string>()
 
   constructor(options: MockEksAuthOptions) {
     super(options)
@@ -104,6 +106,11 @@ export class MockEksAuth extends MockUpstream {
       ...(options.nodeCredentials !== undefined ? { credentials: options.nodeCredentials } : {}),
     })
     this.setAssociations(options.associations)
+  }
+
+  /** The pod with this UID is deleted: its tokens are refused from now on, as EKS Auth does. */
+  deletePod(podUid: string): void {
+    this.#deletedPods.add(podUid)
   }
 
   /**
@@ -196,6 +203,10 @@ export class MockEksAuth extends MockUpstream {
     const token = parseTokenBody(body)
     const claims = await this.#verify(token)
     const subject = subjectOf(claims)
+    const { podUid } = kubernetesSubject(claims)
+    if (podUid !== undefined && this.#deletedPods.has(podUid)) {
+      throw invalidToken(`the pod ${podUid} it is bound to no longer exists`)
+    }
     const found = this.#associations.get(associationKey(subject.namespace, subject.serviceAccount))
     if (found === undefined) {
       throw new ApiError(

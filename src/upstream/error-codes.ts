@@ -51,6 +51,20 @@ export type StsErrorCode = keyof typeof STS_ERRORS
 export const STS_ERROR_CODES = Object.keys(STS_ERRORS) as readonly StsErrorCode[]
 
 /**
+ * Final refusals that judge only the token presented (expired, or no longer valid: its pod was
+ * deleted), not the association: another pod's token of the same association may still succeed.
+ */
+const TOKEN_ONLY_REFUSALS: ReadonlySet<string> = new Set<EksAuthErrorCode | StsErrorCode>([
+  'InvalidTokenException',
+  'ExpiredTokenException',
+  'InvalidIdentityToken',
+])
+
+export function refusesOnlyTheToken(code: string): boolean {
+  return TOKEN_ONLY_REFUSALS.has(code)
+}
+
+/**
  * An STS error's code as the agent reports it: its wire code when it is a known one (the SDK also
  * names it `<Code>Exception`), any other plain identifier as it is, else `UnknownError`.
  */

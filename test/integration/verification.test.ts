@@ -215,6 +215,41 @@ describe('token rotation (per-pod, the default)', () => {
   })
 })
 
+describe('a pod of a shared association deleted', () => {
+  it("the others keep being served; renewals pass to a live pod's token", async () => {
+    const h = await harness({ shareCredentials: 'per-association', maxCredentialRetentionMs: 300 })
+    const a = await h.mint({ podName: 'a', podUid: '6a1d8f7e-0000-4000-8000-00000000000a' })
+    const first = await h.sdkFetch(await h.tokenFile(a))
+    // b's token is the newest one bound, so renewals send it
+    const bUid = '6a1d8f7e-0000-4000-8000-00000000000b'
+    await new Promise((r) => setTimeout(r, 1100)) // a later `exp` (whole seconds)
+    const b = await h.mint({ podName: 'b', podUid: bUid })
+    expect((await h.sdkFetch(await h.tokenFile(b))).accessKeyId).toBe(first.accessKeyId)
+    h.mock.deletePod(bUid)
+    const statuses = new Set<number>()
+    const renewed = () => {
+      const refusedAt = h.logs.findIndex((l) => l.includes('"event":"renewal_token_refused"'))
+      return (
+        refusedAt >= 0 &&
+        h.logs
+          .slice(refusedAt)
+          .some((l) => l.includes('"event":"credentials_fetched","reason":"refresh"'))
+      )
+    }
+    await until(async () => {
+      statuses.add((await get(h, a)).status)
+      return renewed()
+    }, "b's token refused, then a renewal with a's token")
+    expect([...statuses]).toEqual([200]) // a was answered throughout, never made to wait on a call
+    const refused = h.logs.filter((l) => l.includes('"event":"renewal_token_refused"'))
+    expect(refused).toHaveLength(1)
+    expect(refused[0]).toContain('"pod":"b"')
+    expect(refused[0]).toContain('"next":{"pod":"a"')
+    expect(h.logs.some((l) => l.includes('"event":"cache_evicted"'))).toBe(false)
+    expect((await h.sdkFetch(await h.tokenFile(a))).accessKeyId).toMatch(/^ASIA/)
+  })
+})
+
 describe('the key set', () => {
   it('unreachable: tokens are served per token, judged upstream, never shared; said once; verified again once it answers', async () => {
     const h = await harness({ shareCredentials: 'per-association', clientMissRate: 0 })

@@ -1,5 +1,6 @@
 // The key map: which token reads which entry, bounded by LRU over tokens; a slot lives while a
-// token is bound to it, and dropping it makes every one of its tokens miss.
+// token is bound to it, dropping it makes every one of its tokens miss, and renewals pass to
+// another bound token when the renewing one is refused.
 
 import { describe, expect, it } from 'vitest'
 import type { CacheEntry } from '../../../src/cache/cache-entry.js'
@@ -81,5 +82,29 @@ describe('KeyMap', () => {
     bind(map, b, fresh)
     expect(map.binding(b.token)?.slot.entry?.body.toString()).toBe('entry-2')
     expect(map.binding(a.token)?.slot.entry).toBeUndefined()
+  })
+
+  it('hands renewals to the bound token that stays valid longest when the renewing one is refused', () => {
+    const map = new KeyMap(10, () => {})
+    const [old, mid, expired, newest] = [
+      request('old', 5000),
+      request('mid', 8000),
+      request('expired', 100),
+      request('newest', 9000),
+    ]
+    const slot = map.put('a|x', 'association', entry(1), old)
+    const other = map.put('a|y', 'association', entry(2), old)
+    for (const r of [old, mid, expired, newest]) bind(map, r, slot)
+    bind(map, request('elsewhere', 99_000), other) // another slot's token is never picked
+    expect(slot.renewWith).toBe(newest)
+    expect(map.renewWithAnother(slot, newest.token, 500)).toBe(true)
+    expect(slot.renewWith.token).toBe(mid.token)
+    expect(map.binding(newest.token)).toBeUndefined()
+    expect(slot.tokens).toBe(3)
+    // at 6000 `old` has expired too: only `mid` is usable, and it is the one refused
+    expect(map.renewWithAnother(slot, mid.token, 6000)).toBe(false)
+    expect(map.binding(mid.token)?.slot).toBe(slot) // left for the caller to drop
+    expect(map.drop(slot)).toBe(true)
+    expect(map.renewWithAnother(slot, old.token, 500)).toBe(false) // a dropped slot
   })
 })

@@ -1,6 +1,7 @@
 // Entries per pod and per association (tokens verified on the node), on a ManualClock with a
 // source the test answers by hand: rotation, sharing, renewal with the newest token, a changed
-// role replacing the entry for every token, and a final refusal dropping it for all.
+// role replacing the entry for every token, a final refusal of the association dropping it for
+// all, and a refusal of the renewing token alone handing renewals to another token.
 
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
@@ -79,13 +80,18 @@ async function served(s: S, t: CheckedToken): Promise<string> {
   return entry.body.toString()
 }
 
+/** `t` misses, and the source answers the call it starts with credentials for 6 h. */
+async function fetched(s: S, t: CheckedToken): Promise<void> {
+  const p = s.cache.resolve(await s.scope(t))
+  s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
+  await p
+}
+
 describe('per-pod entries', () => {
   it("a rotated token is served the pod's entry at once, with no call, and hits from then on", async () => {
     const s = setup('per-pod')
     const first = s.token('web')
-    const p = s.cache.resolve(await s.scope(first))
-    s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
-    await p
+    await fetched(s, first)
     const rotated = s.token('web')
     expect(await served(s, rotated)).toContain('ASIATEST1')
     expect(s.source.count).toBe(1)
@@ -105,9 +111,7 @@ describe('per-pod entries', () => {
   it('renewals send the newest token seen for the pod', async () => {
     const s = setup('per-pod')
     const first = s.token('web', { expMs: s.clock.now() + 2 * H })
-    const p = s.cache.resolve(await s.scope(first))
-    s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
-    await p
+    await fetched(s, first)
     const rotated = s.token('web', { expMs: s.clock.now() + 24 * H })
     await served(s, rotated)
     s.clock.advance(3.1 * H) // past the renewal time (half of 6 h, with jitter 1.0)
@@ -118,9 +122,7 @@ describe('per-pod entries', () => {
 
   it('an unverified token never reads the pod entry: it is its own', async () => {
     const s = setup('per-pod', false)
-    const p = s.cache.resolve(await s.scope(s.token('web')))
-    s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
-    await p
+    await fetched(s, s.token('web'))
     void s.cache.resolve(await s.scope(s.token('web')))
     expect(s.source.count).toBe(2)
   })
@@ -131,9 +133,7 @@ async function renewingShared(): Promise<{ s: S; x: CheckedToken; y: CheckedToke
   const s = setup('per-association')
   const x = s.token('x')
   const y = s.token('y')
-  const p = s.cache.resolve(await s.scope(x))
-  s.source.last().resolve(podCredentials(1, s.clock.now() + 6 * H))
-  await p
+  await fetched(s, x)
   await served(s, y)
   s.clock.advance(3.1 * H)
   s.cache.lookup(y.token, s.clock.now())
@@ -171,17 +171,9 @@ describe('per-association entries', () => {
     expect(changed[0]).toContain('111122223333:NewRole')
   })
 
-  it("a renewal's final refusal drops the entry for every pod; the next pod fetches anew", async () => {
+  it('a renewal refused for the association drops the entry for every pod; the next pod fetches anew', async () => {
     const { s, x, y } = await renewingShared()
-    s.source.last().reject(
-      new UpstreamError({
-        statusCode: 400,
-        code: 'InvalidTokenException',
-        message: 'pod gone',
-        requestId: 'r',
-        irrecoverable: true,
-      }),
-    )
+    s.source.last().reject(refusal('ResourceNotFoundException', 404))
     await flush()
     expect(s.cache.lookup(x.token, s.clock.now())).toBeUndefined()
     expect(s.cache.lookup(y.token, s.clock.now())).toBeUndefined()
@@ -189,4 +181,48 @@ describe('per-association entries', () => {
     void s.cache.resolve(await s.scope(s.token('z')))
     expect(s.source.count).toBe(3)
   })
+
+  it("a renewal refused for its token alone (its pod deleted) keeps the credentials, renewed with another pod's token", async () => {
+    const { s, x, y } = await renewingShared()
+    expect(s.source.last().token).toBe(y.token) // the newest token bound
+    s.source.last().reject(refusal('InvalidTokenException', 400))
+    await flush()
+    // x is still served, with no call, and y's token is no longer bound
+    expect(s.cache.lookup(x.token, s.clock.now())?.body.toString()).toContain('ASIATEST1')
+    expect(s.cache.lookup(y.token, s.clock.now())).toBeUndefined()
+    const said = s.logs.lines.filter((l) => l.includes('"event":"renewal_token_refused"'))
+    expect(said).toHaveLength(1)
+    expect(said[0]).toContain('"pod":"y"')
+    expect(said[0]).toContain('"next":{"pod":"x"')
+    // x's next hit renews at once, with x's own token
+    expect(s.source.count).toBe(3)
+    expect(s.source.last().token).toBe(x.token)
+    s.source.last().resolve(podCredentials(2, s.clock.now() + 6 * H))
+    await flush()
+    expect(s.cache.lookup(x.token, s.clock.now())?.body.toString()).toContain('ASIATEST2')
+    expect(s.cache.size).toBe(1)
+  })
+
+  it('a token-only refusal with no other usable token bound drops the entry', async () => {
+    const s = setup('per-pod')
+    const only = s.token('web')
+    await fetched(s, only)
+    s.clock.advance(3.1 * H)
+    s.cache.lookup(only.token, s.clock.now())
+    s.source.last().reject(refusal('ExpiredTokenException', 400))
+    await flush()
+    expect(s.cache.lookup(only.token, s.clock.now())).toBeUndefined()
+    expect(s.cache.size).toBe(0)
+    expect(s.logs.lines.some((l) => l.includes('"event":"cache_evicted"'))).toBe(true)
+  })
 })
+
+function refusal(code: string, statusCode: number): UpstreamError {
+  return new UpstreamError({
+    statusCode,
+    code,
+    message: 'refused',
+    requestId: 'r',
+    irrecoverable: true,
+  })
+}

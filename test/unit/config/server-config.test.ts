@@ -152,8 +152,11 @@ describe('buildServerConfig --token-jwks kubernetes', () => {
       "--token-jwks kubernetes: KUBERNETES_SERVICE_HOST is not set, so the agent is not running in a pod; give the issuer's key-set URL or a file (kubectl get --raw /openid/v1/jwks)",
     )
     expect(
-      configError(issuer, { ...ENV, KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: 'https' })
-        .message,
+      configError(issuer, {
+        ...ENV,
+        KUBERNETES_SERVICE_HOST: '10.0.0.1',
+        KUBERNETES_SERVICE_PORT: 'https',
+      }).message,
     ).toBe('--token-jwks kubernetes: KUBERNETES_SERVICE_PORT "https" is not a port')
   })
 })
