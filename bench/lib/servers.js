@@ -366,7 +366,7 @@ export async function startBare(
 ) {
   const port = await freePort()
   // The floor compiles and collects as the agent does (the image's V8 flags), but loads none of
-  // the modules the image preloads for the agent (undici, keep-tick-object.mjs): it uses neither.
+  // the module the image preloads for the agent (undici): it does not use it.
   const args = [
     ...(hold ? AGENT_IMAGE_NODE_ARGS.filter((a) => !a.startsWith('--import=')) : []),
     ...nodeArgs,

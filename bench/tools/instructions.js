@@ -166,12 +166,12 @@ function readDump(file, callee) {
 }
 
 /**
- * The nextTick slow mode of a process: Node's process.nextTick builds its tick object
- * `{ [async_id_symbol]: ..., [trigger_async_id_symbol]: ..., callback, args }` through V8's
- * runtime (Runtime_DefineKeyedOwnPropertyInLiteral, 2 calls per nextTick, map migrations) instead
- * of optimised code: about +40 k instructions per hit. It starts when a full GC frees the tick
- * objects' maps (src/util/tick-object-map.ts); the agent keeps one tick object alive to prevent
- * it, and this counts the processes in which the runtime function runs anyway: a target.
+ * The nextTick slow mode of a process, up to Node 24: process.nextTick builds its tick object as
+ * a literal with computed keys, which V8 may then build through its runtime
+ * (Runtime_DefineKeyedOwnPropertyInLiteral, 2 calls per nextTick, map migrations) instead of
+ * optimised code: about +40 k instructions per hit, once a full GC has freed the literal's maps.
+ * Node 26 builds tick objects with a class (bench/README.md, "What the image's flags buy"); this
+ * counts the processes in which the runtime function runs anyway.
  */
 const SLOW_MODE_CALLEE = 'Runtime_DefineKeyedOwnPropertyInLiteral'
 const SLOW_MODE_CALLS_PER_HIT = 1
