@@ -203,9 +203,8 @@ export class MockEksAuth extends MockUpstream {
     const token = parseTokenBody(body)
     const claims = await this.#verify(token)
     const subject = subjectOf(claims)
-    const { podUid } = kubernetesSubject(claims)
-    if (podUid !== undefined && this.#deletedPods.has(podUid)) {
-      throw invalidToken(`the pod ${podUid} it is bound to no longer exists`)
+    if (subject.podUid !== undefined && this.#deletedPods.has(subject.podUid)) {
+      throw invalidToken(`the pod ${subject.podUid} it is bound to no longer exists`)
     }
     const found = this.#associations.get(associationKey(subject.namespace, subject.serviceAccount))
     if (found === undefined) {
@@ -280,10 +279,11 @@ interface Subject {
   namespace: string
   serviceAccount: string
   podName?: string | undefined
+  podUid?: string | undefined
 }
 
 function subjectOf(claims: JWTPayload): Subject {
-  const { namespace, serviceAccount, podName } = kubernetesSubject(claims)
+  const { namespace, serviceAccount, podName, podUid } = kubernetesSubject(claims)
   if (namespace === undefined || serviceAccount === undefined) {
     throw new ApiError(
       'InvalidTokenException',
@@ -291,7 +291,7 @@ function subjectOf(claims: JWTPayload): Subject {
         '(no "kubernetes.io" claim and "sub" is not system:serviceaccount:NAMESPACE:NAME)',
     )
   }
-  return { namespace, serviceAccount, podName }
+  return { namespace, serviceAccount, podName, podUid }
 }
 
 function parseTokenBody(body: Buffer | undefined): string {

@@ -5,7 +5,7 @@
 
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ConfigError } from '../config/values.js'
+import { ConfigError, parsePort } from '../config/values.js'
 
 /** The --token-jwks value that names the API server the agent runs under. */
 export const API_SERVER_KEYS = 'kubernetes'
@@ -22,11 +22,7 @@ export function apiServerJwksUrl(env: NodeJS.ProcessEnv): string {
       "--token-jwks kubernetes: KUBERNETES_SERVICE_HOST is not set, so the agent is not running in a pod; give the issuer's key-set URL or a file (kubectl get --raw /openid/v1/jwks)",
     )
   }
-  if (!/^\d{1,5}$/.test(port)) {
-    throw new ConfigError(
-      `--token-jwks kubernetes: KUBERNETES_SERVICE_PORT "${port}" is not a port`,
-    )
-  }
+  parsePort('--token-jwks kubernetes: KUBERNETES_SERVICE_PORT', port)
   return `https://${host.includes(':') ? `[${host}]` : host}:${port}/openid/v1/jwks`
 }
 

@@ -157,7 +157,18 @@ describe('buildServerConfig --token-jwks kubernetes', () => {
         KUBERNETES_SERVICE_HOST: '10.0.0.1',
         KUBERNETES_SERVICE_PORT: 'https',
       }).message,
-    ).toBe('--token-jwks kubernetes: KUBERNETES_SERVICE_PORT "https" is not a port')
+    ).toBe(
+      '--token-jwks kubernetes: KUBERNETES_SERVICE_PORT: "https" is not a port; expected an integer 0-65535',
+    )
+    expect(
+      configError(issuer, {
+        ...ENV,
+        KUBERNETES_SERVICE_HOST: '10.0.0.1',
+        KUBERNETES_SERVICE_PORT: '99999',
+      }).message,
+    ).toBe(
+      '--token-jwks kubernetes: KUBERNETES_SERVICE_PORT: "99999" is not a port; expected an integer 0-65535',
+    )
   })
 })
 
